@@ -1,0 +1,313 @@
+"""The state store: one implementation for SQLite (embedded) and PostgreSQL.
+
+Only SQL that both engines run is written here. Schema changes are
+numbered migrations applied in order and recorded in `schema_version`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy.engine import Row
+
+from functions.models import Item
+from infra import db
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _initial_schema(conn: Connection) -> None:
+    db.metadata.create_all(conn, checkfirst=True)
+
+
+# (version, description, step). Append only; never edit a released step.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _initial_schema),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class UpsertResult:
+    new: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+class Store:
+    """Everything the product persists, behind one small interface."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or _make_engine(url)
+        self.migrate()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version now in force."""
+        with self.begin() as conn:
+            db.schema_version.create(conn, checkfirst=True)
+            done = {r.version for r in conn.execute(select(db.schema_version))}
+            for version, description, step in MIGRATIONS:
+                if version in done:
+                    continue
+                _LOGGER.info("applying migration %d: %s", version, description)
+                step(conn)
+                conn.execute(
+                    insert(db.schema_version).values(
+                        version=version, applied_at=utcnow()
+                    )
+                )
+                done.add(version)
+        return max(done)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # items -----------------------------------------------------------------
+
+    def upsert_items(self, incoming: Iterable[Item]) -> UpsertResult:
+        """Store items by identity: any known key means the same item.
+
+        Fetching the same feed twice adds nothing; a changed GUID, a new
+        title or a tracking parameter updates the stored item in place.
+        """
+        result = UpsertResult(new=[], updated=[], unchanged=[])
+        now = utcnow()
+        with self.begin() as conn:
+            for item in incoming:
+                existing_id = self._find_by_keys(conn, item.keys)
+                if existing_id is None:
+                    self._insert_item(conn, item, now)
+                    result.new.append(item.id)
+                    continue
+
+                item.id = existing_id
+                row = conn.execute(
+                    select(db.items).where(db.items.c.id == existing_id)
+                ).one()
+                self._add_keys(conn, existing_id, item.keys)
+                if row.content_hash == item.content_hash and row.title == item.title:
+                    result.unchanged.append(existing_id)
+                    continue
+                # Keep first-seen and publication time: a re-dated copy is not news.
+                conn.execute(
+                    update(db.items)
+                    .where(db.items.c.id == existing_id)
+                    .values(
+                        title=item.title,
+                        text=item.text,
+                        url=item.url,
+                        guid=item.guid,
+                        content_hash=item.content_hash,
+                        title_hash=item.title_hash,
+                        updated_at=now,
+                    )
+                )
+                result.updated.append(existing_id)
+        return result
+
+    def _find_by_keys(self, conn: Connection, keys: list[str]) -> str | None:
+        if not keys:
+            return None
+        row = conn.execute(
+            select(db.item_keys.c.item_id).where(db.item_keys.c.key.in_(keys)).limit(1)
+        ).first()
+        return None if row is None else str(row.item_id)
+
+    def _add_keys(self, conn: Connection, item_id: str, keys: list[str]) -> None:
+        known = {
+            r.key
+            for r in conn.execute(
+                select(db.item_keys.c.key).where(db.item_keys.c.key.in_(keys))
+            )
+        }
+        fresh = [
+            {"key": k, "item_id": item_id}
+            for k in dict.fromkeys(keys)
+            if k not in known
+        ]
+        if fresh:
+            conn.execute(insert(db.item_keys), fresh)
+
+    def _insert_item(self, conn: Connection, item: Item, now: datetime) -> None:
+        conn.execute(
+            insert(db.items).values(
+                id=item.id,
+                source=item.source,
+                url=item.url,
+                guid=item.guid,
+                title=item.title,
+                text=item.text,
+                lang=item.lang,
+                published=item.published,
+                published_estimated=item.published_estimated,
+                first_seen=item.first_seen or now,
+                updated_at=now,
+                content_hash=item.content_hash,
+                title_hash=item.title_hash,
+            )
+        )
+        self._add_keys(conn, item.id, item.keys)
+
+    def get_items(self, ids: Iterable[str]) -> list[Item]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        with self.begin() as conn:
+            rows = conn.execute(select(db.items).where(db.items.c.id.in_(wanted))).all()
+        by_id = {r.id: _row_to_item(r) for r in rows}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def list_items(
+        self,
+        *,
+        source: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Item]:
+        query = select(db.items).order_by(db.items.c.published.desc(), db.items.c.id)
+        if source:
+            query = query.where(db.items.c.source == source)
+        if since:
+            query = query.where(db.items.c.published >= since)
+        if limit:
+            query = query.limit(limit)
+        with self.begin() as conn:
+            return [_row_to_item(r) for r in conn.execute(query)]
+
+    def count_items(self) -> int:
+        with self.begin() as conn:
+            return len(conn.execute(select(db.items.c.id)).all())
+
+    # sources ---------------------------------------------------------------
+
+    def get_source_state(self, name: str) -> dict[str, Any]:
+        with self.begin() as conn:
+            row = conn.execute(
+                select(db.source_state).where(db.source_state.c.name == name)
+            ).first()
+        if row is None:
+            return {"name": name, "consecutive_failures": 0}
+        state = dict(row._mapping)
+        for key in ("last_success", "last_attempt", "newest_item", "paused_until"):
+            state[key] = as_utc(state[key])
+        return state
+
+    def save_source_state(self, name: str, **values: Any) -> None:
+        with self.begin() as conn:
+            exists = conn.execute(
+                select(db.source_state.c.name).where(db.source_state.c.name == name)
+            ).first()
+            if exists:
+                conn.execute(
+                    update(db.source_state)
+                    .where(db.source_state.c.name == name)
+                    .values(**values)
+                )
+            else:
+                values.setdefault("consecutive_failures", 0)
+                conn.execute(insert(db.source_state).values(name=name, **values))
+
+    def all_source_states(self) -> list[dict[str, Any]]:
+        with self.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(db.source_state))]
+
+    # runs ------------------------------------------------------------------
+
+    def save_run(
+        self,
+        run_id: str,
+        kind: str,
+        status: str,
+        report: dict[str, Any],
+        started_at: datetime,
+        finished_at: datetime | None = None,
+    ) -> None:
+        with self.begin() as conn:
+            exists = conn.execute(
+                select(db.runs.c.id).where(db.runs.c.id == run_id)
+            ).first()
+            values = dict(
+                kind=kind,
+                status=status,
+                report=report,
+                started_at=started_at,
+                finished_at=finished_at,
+            )
+            if exists:
+                conn.execute(
+                    update(db.runs).where(db.runs.c.id == run_id).values(**values)
+                )
+            else:
+                conn.execute(insert(db.runs).values(id=run_id, **values))
+
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        query = select(db.runs).order_by(db.runs.c.started_at.desc()).limit(limit)
+        with self.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _row_to_item(row: Row[Any]) -> Item:
+    return Item(
+        id=row.id,
+        source=row.source,
+        url=row.url,
+        guid=row.guid,
+        title=row.title,
+        text=row.text,
+        lang=row.lang,
+        published=as_utc(row.published) or utcnow(),
+        published_estimated=bool(row.published_estimated),
+        first_seen=as_utc(row.first_seen),
+        content_hash=row.content_hash,
+        title_hash=row.title_hash,
+    )
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the configured store (DATABASE_URL, else the DIGEST_DB SQLite file)."""
+    if url is None:
+        from infra.config import get_settings
+
+        url = get_settings().store_url
+    return Store(url)

@@ -99,6 +99,8 @@ class Summary:
     provider: str = ""
     prompt_version: str = ""
     verdict: str = "unchecked"  # unchecked | verified | partly-verified | failed
+    # Set when no member is written in `lang`: the language the text is in.
+    text_lang: str = ""
 
     @property
     def text(self) -> str:

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     cluster_quorum: float = Field(default=0.6, alias="DIGEST_CLUSTER_QUORUM")
     cluster_top_k: int = Field(default=30, alias="DIGEST_CLUSTER_TOP_K")
     cluster_cross_mnn: bool = Field(default=True, alias="DIGEST_CLUSTER_CROSS_MNN")
+    cluster_numbers_bonus: float = Field(
+        default=0.15, alias="DIGEST_CLUSTER_NUMBERS_BONUS"
+    )
     cluster_min_new_facts: int = Field(default=2, alias="DIGEST_CLUSTER_MIN_NEW_FACTS")
     cluster_keys_days: int = Field(default=14, alias="DIGEST_CLUSTER_KEYS_DAYS")
 

@@ -59,9 +59,10 @@ def as_unit_rows(
 class HashingEmbedder:
     """Signed feature hashing of character n-grams over folded text.
 
-    Latin text gives 3- and 4-grams (with spaces, so word edges count),
-    Chinese text 1- and 2-grams. Each n-gram lands in one of `dim` buckets
-    with a random sign, so unrelated texts score near zero.
+    Latin text gives 3-, 4- and 5-grams (with spaces, so word edges count),
+    Chinese text character bigrams (about one word each). Each n-gram lands
+    in one of `dim` buckets with a random sign, so unrelated texts score
+    near zero.
     """
 
     name = "hashing-v1"
@@ -73,7 +74,7 @@ class HashingEmbedder:
 
     def _vector(self, text: str) -> np.ndarray:
         folded = compact(fold(text))
-        sizes = (1, 2) if is_cjk(folded) else (3, 4)
+        sizes = (2,) if is_cjk(folded) else (3, 4, 5)
         hashes = np.concatenate([ngram_hashes(folded, n) for n in sizes])
         buckets = (hashes % np.uint32(self.dim)).astype(np.intp)
         signs = np.where(hashes & np.uint32(0x80000000), -1.0, 1.0)

@@ -37,7 +37,15 @@ from datasketch import MinHash, MinHashLSH
 from sqlalchemy import delete, insert, select, update
 
 from functions.models import Item, Story
-from functions.textnorm import compact, fact_tokens, fold, is_cjk, shingles
+from functions.textnorm import (
+    compact,
+    fact_tokens,
+    fact_weight,
+    fold,
+    is_cjk,
+    segments,
+    shingles,
+)
 from infra import db
 from infra.config import Settings
 from infra.embed import embedding_text
@@ -83,7 +91,7 @@ class ClusterConfig:
     top_k: int = 30
     cross_mnn: bool = True
     numbers_bonus: float = 0.15
-    min_new_facts: int = 2
+    min_new_facts: float = 2.0
     keys_days: int = 14
     sieves: frozenset[str] = frozenset(SIEVES)
 
@@ -166,14 +174,14 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def item_keys(item: Item) -> list[tuple[str, bool]]:
+def item_keys(item: Item, content: str | None = None) -> list[tuple[str, bool]]:
     """Hashed keys of an item, identity keys first: (key, is_identity)."""
     keys = [(_digest("id|" + k), True) for k in dict.fromkeys(item.keys)]
     title = compact(fold(item.title))
     weight = len(title) + (len(title) if is_cjk(title) else 0)
     if weight >= MIN_TITLE_KEY:
         keys.append((_digest("title|" + title), False))
-    body = compact(fold(item.text))
+    body = compact(fold(item.text if content is None else content))
     if len(body) >= MIN_CONTENT_KEY:
         keys.append((_digest("text|" + body), False))
     return keys
@@ -191,10 +199,10 @@ def _story_id(item: Item) -> str:
     return "s" + hashlib.sha1(item.id.encode("utf-8")).hexdigest()[:19]
 
 
-def _doc(item: Item, story_id: str = "") -> VectorDoc:
+def _doc(item: Item, content: str, story_id: str = "") -> VectorDoc:
     return VectorDoc(
         id=item.id,
-        text=embedding_text(item.title, item.text),
+        text=embedding_text(item.title, content),
         lang=item.lang,
         source=item.source,
         published=item.published,
@@ -249,6 +257,8 @@ class _Join:
     keys: list[tuple[str, bool]]
     minhash: MinHash | None
     same_article: bool = False
+    content: str = ""
+    segments: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -282,7 +292,11 @@ class _Run:
         self.stories: dict[str, _StoryState] = {}
         self.keys: dict[str, tuple[str, str, bool, float]] = {}
         self.unsynced: list[tuple[_Member, VectorDoc]] = []
+        self.seen_segments: dict[str, dict[str, int]] = {}
+        self.contents: dict[str, str] = {}
+        self.segments_of: dict[str, list[str]] = {}
         self._load_members()
+        self._strip_boilerplate(items)
         self._load_keys(items)
 
     # loading ------------------------------------------------------------------
@@ -307,6 +321,9 @@ class _Run:
                 self._add_member(member)
                 if member.minhash is not None:
                     session.insert(member.id, member.minhash)
+                counts = self.seen_segments.setdefault(r.source, {})
+                for digest in r.segments or []:
+                    counts[digest] = counts.get(digest, 0) + 1
                 if not r.synced:
                     doc = VectorDoc(
                         id=r.item_id,
@@ -344,8 +361,28 @@ class _Run:
                 existed=True,
             )
 
+    def _strip_boilerplate(self, items: list[Item]) -> None:
+        """Drop sentences the item's source already used in another item.
+
+        A county office that ends every notice with the same line, or a
+        site that opens every article with its masthead, would otherwise
+        make all its short items look alike. Only earlier items count, so
+        the result does not depend on how items are split into runs.
+        """
+        for item in items:
+            counts = self.seen_segments.setdefault(item.source, {})
+            parts = segments(item.text)
+            self.contents[item.id] = " ".join(
+                sentence for digest, sentence in parts if not counts.get(digest)
+            )
+            self.segments_of[item.id] = [digest for digest, _ in parts]
+            for digest, _ in parts:
+                counts[digest] = counts.get(digest, 0) + 1
+
     def _load_keys(self, items: list[Item]) -> None:
-        wanted = list({k for item in items for k, _ in item_keys(item)})
+        wanted = list(
+            {k for item in items for k, _ in item_keys(item, self.contents[item.id])}
+        )
         k = db.cluster_keys
         with self.store.begin() as conn:
             for start in range(0, len(wanted), 500):
@@ -370,7 +407,7 @@ class _Run:
         )
 
     def minhash_of(self, item: Item) -> MinHash | None:
-        values = shingles(f"{item.title}\n{item.text}")
+        values = shingles(f"{item.title}\n{self.contents[item.id]}")
         if len(values) < MIN_NEAR_SHINGLES:
             return None
         minhash = MinHash(
@@ -458,7 +495,7 @@ class _Run:
             same_article = join.same_article
             fresh = [] if same_article else _new_facts(facts, story, item.lang)
             join.new_facts = fresh
-            if len(fresh) >= self.config.min_new_facts:
+            if fresh and fact_weight(fresh) >= self.config.min_new_facts:
                 story.revision += 1
                 story.revised_at = item.published
                 story.new_facts = fresh[:MAX_NEW_FACTS_KEPT]
@@ -726,7 +763,7 @@ async def _plan(
 ) -> _Plan:
     embedder = await index.open()
     run = _Run(store, config, items, now)
-    docs = [_doc(item) for item in items]
+    docs = [_doc(item, run.contents[item.id]) for item in items]
 
     semantic: _Semantic | None = None
     vectors = np.zeros((len(items), 0), dtype=np.float32)
@@ -752,9 +789,10 @@ async def _plan(
 
     joins: list[_Join] = []
     for row, item in enumerate(items):
-        keys = item_keys(item)
+        keys = item_keys(item, run.contents[item.id])
         minhash = run.minhash_of(item) if "near" in config.sieves else None
         join = _Join(item, _story_id(item), "new", None, [], keys, minhash)
+        join.content, join.segments = run.contents[item.id], run.segments_of[item.id]
 
         exact = run.exact(item, keys) if "exact" in config.sieves else None
         if exact is not None:
@@ -772,7 +810,7 @@ async def _plan(
             semantic.story_of[row] = join.story_id
         joins.append(join)
 
-    final_docs = [_doc(j.item, j.story_id) for j in joins]
+    final_docs = [_doc(j.item, j.content, j.story_id) for j in joins]
     return _Plan(
         joins=joins,
         stories={k: s for k, s in run.stories.items() if s.changed},
@@ -807,7 +845,8 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
                     "lang": join.item.lang,
                     "published": join.item.published,
                     "title": join.item.title,
-                    "embed_text": embedding_text(join.item.title, join.item.text),
+                    "embed_text": embedding_text(join.item.title, join.content),
+                    "segments": join.segments,
                     "minhash": (
                         join.minhash.hashvalues.astype(np.uint32).tobytes()
                         if join.minhash is not None

@@ -96,7 +96,11 @@ class Settings(BaseSettings):
     cluster_numbers_bonus: float = Field(
         default=0.15, alias="DIGEST_CLUSTER_NUMBERS_BONUS"
     )
-    cluster_min_new_facts: int = Field(default=2, alias="DIGEST_CLUSTER_MIN_NEW_FACTS")
+    # New facts a member must bring to re-open a story: a number counts 1,
+    # a name 0.5 (names come and go with wording; numbers are the news).
+    cluster_min_new_facts: float = Field(
+        default=2.0, alias="DIGEST_CLUSTER_MIN_NEW_FACTS"
+    )
     cluster_keys_days: int = Field(default=14, alias="DIGEST_CLUSTER_KEYS_DAYS")
 
     # Telegram

@@ -169,6 +169,8 @@ story_members = Table(
     # What the item is embedded as, so any index can (re)build its vector.
     Column("embed_text", Text, nullable=False),
     Column("minhash", LargeBinary, nullable=True),
+    # Hashes of its sentences: a sentence a source repeats is boilerplate.
+    Column("segments", JSON, nullable=False),
     Column("new_facts", JSON, nullable=False),
     # False until the member is in the remote (Upstash) index.
     Column("synced", Boolean, nullable=False, default=False),

@@ -694,7 +694,7 @@ class _Semantic:
         for _, best, story_id, hits in eligible:
             if any(h.lang == item.lang for h in hits) or not self.config.cross_mnn:
                 return story_id, best
-            if await self._mutual(i, hits[0], story_id):
+            if await self._mutual(i, hits[0]):
                 return story_id, best
         return None
 
@@ -708,8 +708,13 @@ class _Semantic:
         found = await self.index.vectors([member_id])
         return found.get(member_id)
 
-    async def _mutual(self, i: int, hit: _Candidate, story_id: str) -> bool:
-        """Is item i the hit's nearest item in i's language (or one of its story)?"""
+    async def _mutual(self, i: int, hit: _Candidate) -> bool:
+        """Is item i the hit's nearest item in i's language, of all it could see?
+
+        Without this, a Chinese report of another event that happens to
+        score above the cross-language threshold against an English member
+        would join through it, and the story would drift across languages.
+        """
         item = self.items[i]
         vector = await self._vector_of(hit.id)
         if vector is None:
@@ -745,10 +750,7 @@ class _Semantic:
             if n.score > best_score and n.id in self.run.members:
                 best_id, best_score = n.id, n.score
 
-        if best_id == item.id:
-            return True
-        member = self.run.members.get(best_id)
-        return member is not None and member.story_id == story_id
+        return best_id == item.id
 
 
 # The run ---------------------------------------------------------------------------

@@ -70,7 +70,11 @@ def upstash(served_upstash: ServedFake) -> Iterator[ServedFake]:
 
 
 def upstash_index(
-    served: ServedFake, store: Store, *, timeout_s: float = 2.0, token: str | None = None
+    served: ServedFake,
+    store: Store,
+    *,
+    timeout_s: float = 2.0,
+    token: str | None = None,
 ) -> UpstashVectorIndex:
     return UpstashVectorIndex(
         served.url,
@@ -91,7 +95,9 @@ class Harness:
     config: ClusterConfig = field(default_factory=cluster_config)
     reports: list[ClusterReport] = field(default_factory=list)
 
-    async def run(self, items: list[Item], now: datetime | None = None) -> ClusterReport:
+    async def run(
+        self, items: list[Item], now: datetime | None = None
+    ) -> ClusterReport:
         now = now or max(i.published for i in items)
         report = await cluster_items(
             self.store, self.index, items, now=now, config=self.config
@@ -118,7 +124,9 @@ class Harness:
         with self.store.begin() as conn:
             return str(
                 conn.execute(
-                    m.select().with_only_columns(m.c.story_id).where(m.c.item_id == item_id)
+                    m.select()
+                    .with_only_columns(m.c.story_id)
+                    .where(m.c.item_id == item_id)
                 ).scalar_one()
             )
 

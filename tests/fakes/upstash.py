@@ -109,7 +109,7 @@ def _tokens(expression: str) -> list[tuple[str, Any]]:
     while pos < len(expression):
         match = _TOKEN.match(expression, pos)
         if not match or match.end() == pos:
-            raise FilterError(f"bad filter near {expression[pos:pos + 10]!r}")
+            raise FilterError(f"bad filter near {expression[pos : pos + 10]!r}")
         pos = match.end()
         if match.group("num") is not None:
             out.append(("lit", float(match.group("num"))))
@@ -240,7 +240,7 @@ class FakeUpstash:
         self.faults.clear()
 
     def settle(self) -> None:
-        """Make every upserted vector queryable, as the real index does after a delay."""
+        """Make every upserted vector queryable, as the real index does in time."""
         self.pending.clear()
 
     def fail(self, path: str, kind: str = "error", times: int = 1) -> None:
@@ -396,7 +396,7 @@ class FakeUpstash:
 
 
 class ServedFake:
-    """Runs a FakeUpstash under uvicorn in a thread on 127.0.0.1, port chosen by the OS."""
+    """Serves a FakeUpstash with uvicorn in a thread, on 127.0.0.1, any free port."""
 
     def __init__(self, fake: FakeUpstash) -> None:
         self.fake = fake

@@ -219,6 +219,7 @@ class _Record:
 class _Fault:
     kind: str
     times: int
+    after: int
 
 
 @dataclass
@@ -243,8 +244,11 @@ class FakeUpstash:
         """Make every upserted vector queryable, as the real index does in time."""
         self.pending.clear()
 
-    def fail(self, path: str, kind: str = "error", times: int = 1) -> None:
-        self.faults[path] = _Fault(kind, times)
+    def fail(
+        self, path: str, kind: str = "error", times: int = 1, after: int = 0
+    ) -> None:
+        """Fail `times` calls to `path`, once `after` calls have gone through."""
+        self.faults[path] = _Fault(kind, times, after)
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.calls]
@@ -257,6 +261,9 @@ class FakeUpstash:
     async def _fault(self, path: str) -> Response | None:
         fault = self.faults.get(path)
         if fault is None or fault.times <= 0:
+            return None
+        if fault.after > 0:
+            fault.after -= 1
             return None
         fault.times -= 1
         if fault.kind == "timeout":

@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-
 from click.testing import CliRunner
 
 from functions.cli import _register, cli

@@ -176,7 +176,7 @@ llm_calls = Table(
     # ok | bad_output | refused | transient | error
     Column("outcome", String(20), nullable=False),
     Column("error", Text, nullable=True),
-    # peak | off_peak | standard | unpriced
+    # peak | off_peak | standard | unpriced | none (no answer to price)
     Column("tier", String(20), nullable=False),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Index("ix_llm_calls_at", "at"),

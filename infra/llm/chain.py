@@ -486,26 +486,25 @@ class LLMChain:
     def _cached(
         self, order: list[str], schema: type[T], prompt_version: str, content_hash: str
     ) -> LLMResult[T] | None:
+        models = []
         for name in order:
-            provider = self._providers[name]
-            for model in dict.fromkeys((provider.model, provider.cheap_model)):
-                entry = self.ledger.cached(
-                    cache_key(model, prompt_version, content_hash)
-                )
-                if entry is None:
-                    continue
-                try:
-                    value = schema.model_validate(entry["value"])
-                except ValidationError:
-                    continue
-                return LLMResult(
-                    value=value,
-                    provider=entry["provider"],
-                    model=entry["model"],
-                    cached=True,
-                    prompt_version=prompt_version,
-                    cost_usd=0.0,
-                )
+            models += [self._providers[name].model, self._providers[name].cheap_model]
+        keys = [
+            cache_key(m, prompt_version, content_hash) for m in dict.fromkeys(models)
+        ]
+        for entry in self.ledger.cached(keys):
+            try:
+                value = schema.model_validate(entry["value"])
+            except ValidationError:
+                continue
+            return LLMResult(
+                value=value,
+                provider=entry["provider"],
+                model=entry["model"],
+                cached=True,
+                prompt_version=prompt_version,
+                cost_usd=0.0,
+            )
         return None
 
     def _remember(self, call: _Call, value: BaseModel, content_hash: str) -> None:

@@ -96,15 +96,18 @@ class Ledger:
 
     # cache -------------------------------------------------------------------
 
-    def cached(self, key: str) -> dict[str, Any] | None:
+    def cached(self, keys: list[str]) -> list[dict[str, Any]]:
+        """Stored answers for any of `keys`, in the order of `keys`."""
         c = db.llm_cache.c
         with self.store.begin() as conn:
-            row = conn.execute(
-                select(c.value, c.provider, c.model).where(c.key == key)
-            ).first()
-        if row is None:
-            return None
-        return {"value": row.value, "provider": row.provider, "model": row.model}
+            rows = conn.execute(
+                select(c.key, c.value, c.provider, c.model).where(c.key.in_(keys))
+            ).all()
+        found = {
+            row.key: {"value": row.value, "provider": row.provider, "model": row.model}
+            for row in rows
+        }
+        return [found[k] for k in keys if k in found]
 
     def remember(
         self,

@@ -8,6 +8,7 @@ validation errors, or with more room for a cut reply) before failing over.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ _FENCE_RE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _DECODER = json.JSONDecoder()
 
 
+@functools.lru_cache(maxsize=64)
 def schema_instruction(schema: type[BaseModel]) -> str:
     """The stable tail of a system prompt that asks for one JSON object."""
     spec = json.dumps(schema.model_json_schema(), ensure_ascii=False, sort_keys=True)

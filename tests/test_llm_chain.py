@@ -859,3 +859,63 @@ async def test_dashscope_errors_keep_their_code(harness: Harness) -> None:
     assert isinstance(caught.value.__cause__, ProviderError)
     assert caught.value.__cause__.code == "InvalidParameter"
     assert "bad max_tokens" in caught.value.reasons["qwen"]
+
+
+# logs ---------------------------------------------------------------------------
+
+
+async def test_no_key_reaches_the_logs_even_at_debug(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = harness.chain(DIGEST_LLM_RETRIES=0)
+    harness.fake["deepseek"].script(
+        Reply.failure("deepseek", 401, "Authentication Fails")
+    )
+    harness.fake["qwen"].script(Reply.failure("qwen", 500, "oops"))
+
+    with caplog.at_level(logging.DEBUG):
+        result = await ask(chain)
+        chain.log_summary()
+
+    assert result.provider == "openai"
+    text = "\n".join(
+        f"{r.getMessage()} {r.exc_text or ''} {getattr(r, 'fields', '')}"
+        for r in caplog.records
+    )
+    for key in KEYS.values():
+        assert key not in text
+
+
+async def test_the_dashscope_sdk_traceback_per_failure_is_dropped(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = only(
+        harness, "qwen", "openai", DIGEST_LLM_TIMEOUT_S=0.2, DIGEST_LLM_RETRIES=0
+    )
+    harness.fake["qwen"].script(Reply(content=BRIEF, delay=1.0))
+
+    with caplog.at_level(logging.DEBUG):
+        await ask(chain)
+
+    assert not [r for r in caplog.records if r.name == "dashscope" and r.exc_info]
+    assert any("failed on qwen" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_provider_that_rarely_answers_is_flagged_in_the_summary(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = only(harness, "deepseek", "qwen", DIGEST_LLM_RETRIES=0)
+    harness.fake["deepseek"].respond = lambda body: Reply(content="not json at all")
+
+    for i in range(3):
+        await ask(chain, user=f"item {i}")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="infra.llm"):
+        chain.log_summary()
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "llm provider deepseek answered only 0 of 3 items (3 failed, 0 refused)"
+    ]
+    totals = [r for r in caplog.records if r.getMessage().startswith("llm totals")]
+    assert "3 served" in totals[0].getMessage()

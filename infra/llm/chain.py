@@ -50,6 +50,10 @@ _LOGGER = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 
+# A provider answering fewer than half of at least this many items is flagged.
+_WATCH_MIN_ITEMS = 3
+_WATCH_SUCCESS_RATE = 0.5
+
 # What a provider can fail with; anything else is a bug and propagates.
 _FAILURES = (LLMError, openai.OpenAIError, aiohttp.ClientError, TimeoutError)
 
@@ -369,7 +373,7 @@ class LLMChain:
                 call.stage,
                 provider.name,
                 state.upcoming_sleep,
-                describe(state.outcome.exception()) if state.outcome else "?",
+                _describe_outcome(state),
             )
 
         retrying = AsyncRetrying(
@@ -567,8 +571,21 @@ class LLMChain:
         }
 
     def log_summary(self) -> None:
-        """One line with the run's LLM totals."""
+        """One line with the run's LLM totals, and a warning per failing provider."""
         stats = self.stats()
+        for name, entry in stats.items():
+            tried = entry["ok"] + entry["failed"] + entry["refused"]
+            if tried >= _WATCH_MIN_ITEMS and entry["ok"] / tried < _WATCH_SUCCESS_RATE:
+                # A fallback that silently fails would otherwise only show as cost.
+                _LOGGER.warning(
+                    "llm provider %s answered only %d of %d items "
+                    "(%d failed, %d refused)",
+                    name,
+                    entry["ok"],
+                    tried,
+                    entry["failed"],
+                    entry["refused"],
+                )
         _LOGGER.info(
             "llm totals: %d served, %d from cache, %d fallbacks, %d refusals, $%.4f",
             sum(s["ok"] for s in stats.values()),
@@ -587,6 +604,11 @@ class LLMChain:
 def _asked_wait(state: RetryCallState) -> float | None:
     exc = state.outcome.exception() if state.outcome else None
     return retry_after_seconds(exc) if exc is not None else None
+
+
+def _describe_outcome(state: RetryCallState) -> str:
+    exc = state.outcome.exception() if state.outcome else None
+    return describe(exc) if exc is not None else "no error"
 
 
 def _content_hash(messages: list[Message]) -> str:

@@ -13,11 +13,12 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 import openai
 from dashscope import AioGeneration
+from dashscope.api_entities.aio_session import close_shared_aio_session
 from dashscope.common.error import (
     DashScopeException,
     ServiceUnavailableError,
@@ -34,6 +35,21 @@ from infra.llm.errors import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class _DropSdkFailureDump(logging.Filter):
+    """Drop the dashscope SDK's own traceback for every failed request.
+
+    The SDK logs each failure (a timeout included) at ERROR with its
+    traceback, which error trackers turn into events; the chain already
+    logs one line per failure and decides whether it matters.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Request failed"
+
+
+logging.getLogger("dashscope").addFilter(_DropSdkFailureDump())
 
 Message = dict[str, str]
 
@@ -105,16 +121,16 @@ class OpenAICompatProvider:
     async def complete(
         self, *, model: str, messages: list[Message], max_tokens: int
     ) -> Completion:
-        options: dict[str, Any] = {self._max_tokens_param: max_tokens}
-        if self._reasoning_effort:
-            options["reasoning_effort"] = self._reasoning_effort
+        completion_limit = self._max_tokens_param == "max_completion_tokens"
         try:
             response = await self._client.chat.completions.create(
                 model=model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=cast(Any, messages),
                 response_format={"type": "json_object"},
+                max_tokens=openai.omit if completion_limit else max_tokens,
+                max_completion_tokens=max_tokens if completion_limit else openai.omit,
+                reasoning_effort=cast(Any, self._reasoning_effort or openai.omit),
                 extra_body=self._extra_body or None,
-                **options,
             )
         except openai.BadRequestError as exc:
             if is_refusal_text(str(exc)):
@@ -238,8 +254,6 @@ class DashScopeProvider:
         return _dashscope_completion(response, model)
 
     async def aclose(self) -> None:
-        from dashscope import close_shared_aio_session
-
         await close_shared_aio_session()
 
 

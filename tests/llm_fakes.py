@@ -79,7 +79,9 @@ class Reply:
         )
 
     @staticmethod
-    def failure(vendor: str, status: int, message: str, **headers: str) -> Reply:
+    def failure(
+        vendor: str, status: int, message: str, delay: float = 0.0, **headers: str
+    ) -> Reply:
         if vendor == "qwen":
             code = {429: "Throttling.RateQuota", 400: "InvalidParameter"}.get(
                 status, "InternalError"
@@ -87,7 +89,7 @@ class Reply:
             body: dict[str, Any] = {"code": code, "message": message}
         else:
             body = {"error": {"message": message, "type": "api_error", "code": None}}
-        return Reply(status=status, error=body, headers=dict(headers))
+        return Reply(status=status, error=body, headers=dict(headers), delay=delay)
 
 
 class FakeVendor:

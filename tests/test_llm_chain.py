@@ -919,3 +919,55 @@ async def test_a_provider_that_rarely_answers_is_flagged_in_the_summary(
     ]
     totals = [r for r in caplog.records if r.getMessage().startswith("llm totals")]
     assert "3 served" in totals[0].getMessage()
+
+
+# concurrency, robustness -------------------------------------------------------
+
+
+async def test_the_same_input_asked_twice_at_once_is_sent_once(
+    harness: Harness,
+) -> None:
+    chain = harness.chain()
+    harness.fake["deepseek"].script(Reply(content=BRIEF, delay=0.1))
+
+    first, second = await asyncio.gather(ask(chain), ask(chain))
+
+    assert len(harness.fake["deepseek"].requests) == 1
+    assert sorted([first.cached, second.cached]) == [False, True]
+    assert first.value == second.value
+
+
+async def test_a_failure_shared_by_concurrent_askers_reaches_both(
+    harness: Harness,
+) -> None:
+    chain = only(harness, "deepseek", DIGEST_LLM_RETRIES=0)
+    harness.fake["deepseek"].script(Reply.failure("deepseek", 400, "bad", delay=0.1))
+
+    outcomes = await asyncio.gather(ask(chain), ask(chain), return_exceptions=True)
+
+    assert all(isinstance(o, LLMUnavailable) for o in outcomes)
+    assert len(harness.fake["deepseek"].requests) == 1
+
+
+async def test_begin_stage_restarts_the_stage_clock(harness: Harness) -> None:
+    chain = harness.chain(DIGEST_LLM_STAGE_DEADLINE_S=60)
+    await ask(chain, user="yesterday")
+    harness.clock.now += 3600
+
+    chain.begin_stage("summarize")
+    result = await ask(chain, user="today")
+
+    assert result.provider == "deepseek"
+
+
+async def test_a_lost_ledger_row_does_not_lose_the_answer(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = harness.chain(DIGEST_BUDGET_REFRESH_S=3600)
+    await ask(chain, user="the budget is read once")
+    db.llm_calls.drop(harness.store.engine)  # the ledger table goes away mid-run
+
+    result = await ask(chain)
+
+    assert result.value.headline == "Port reopens"
+    assert any("ledger row lost" in r.getMessage() for r in caplog.records)

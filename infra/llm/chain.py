@@ -18,13 +18,14 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 import openai
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from infra.config import Settings
@@ -110,6 +111,21 @@ class _StageStats:
 
 
 @dataclass
+class _Request:
+    """One item's question, as asked of every provider in `order`."""
+
+    stage: str
+    messages: list[Message]
+    content_hash: str
+    prompt_version: str
+    order: list[str]
+    source: str | None
+    reader_id: str | None
+    optional: bool
+    max_tokens: int
+
+
+@dataclass
 class _Call:
     """One item's request, as the ledger records it."""
 
@@ -177,6 +193,7 @@ class LLMChain:
         self._stages: dict[str, _StageStats] = {}
         self._stage_started: dict[str, float] = {}
         self._refusals: Counter[tuple[str, str, str]] = Counter()
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[LLMResult[Any]]] = {}
         self.cache_hits = 0
 
     # the call ----------------------------------------------------------------
@@ -221,7 +238,61 @@ class LLMChain:
             )
             return hit
 
-        refusal = self.budget.refusal(optional=optional, reader_id=reader_id)
+        # The same input asked twice at once is sent once; the second waits.
+        key = (content_hash, prompt_version, tuple(order), reader_id, optional)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            result = await asyncio.shield(pending)
+            self.cache_hits += 1
+            stage_stats.cached += 1
+            return replace(result, cached=True, cost_usd=0.0)
+
+        future: asyncio.Future[LLMResult[Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._inflight[key] = future
+        request = _Request(
+            stage=stage,
+            messages=messages,
+            content_hash=content_hash,
+            prompt_version=prompt_version,
+            order=order,
+            source=source,
+            reader_id=reader_id,
+            optional=optional,
+            max_tokens=max_tokens,
+        )
+        try:
+            result = await self._ask(schema, request)
+        except asyncio.CancelledError:
+            future.set_exception(
+                LLMUnavailable({"llm": "the same request was cancelled"})
+            )
+            future.exception()  # the waiters, if any, read it; none is fine too
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    async def _ask(self, schema: type[T], request: _Request) -> LLMResult[T]:
+        """Budget, deadline, then each provider in turn until one answers."""
+        stage = request.stage
+        stage_stats = self._stages[stage]
+        order = request.order
+        messages = request.messages
+        content_hash = request.content_hash
+        prompt_version = request.prompt_version
+        source = request.source
+        reader_id = request.reader_id
+        max_tokens = request.max_tokens
+
+        refusal = self.budget.refusal(optional=request.optional, reader_id=reader_id)
         if refusal is not None:
             stage_stats.unavailable += 1
             raise LLMUnavailable(refusal)
@@ -461,29 +532,38 @@ class LLMChain:
         else:
             outcome = "error"
         usage = completion.usage if completion else None
-        self.ledger.record(
-            CallRecord(
-                at=at,
-                stage=call.stage,
-                provider=call.provider,
-                model=call.model,
-                outcome=outcome,
-                tier=tier,
-                cost_usd=cost,
-                prompt_version=call.prompt_version,
-                run_id=call.run_id,
-                source=call.source,
-                reader_id=call.reader_id,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                cache_hit_tokens=usage.cache_hit_tokens if usage else 0,
-                cache_miss_tokens=usage.cache_miss_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                reasoning_tokens=usage.reasoning_tokens if usage else 0,
-                latency_ms=int((time.perf_counter() - started) * 1000),
-                error=describe(exc) if exc is not None else None,
-            )
+        record = CallRecord(
+            at=at,
+            stage=call.stage,
+            provider=call.provider,
+            model=call.model,
+            outcome=outcome,
+            tier=tier,
+            cost_usd=cost,
+            prompt_version=call.prompt_version,
+            run_id=call.run_id,
+            source=call.source,
+            reader_id=call.reader_id,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            cache_hit_tokens=usage.cache_hit_tokens if usage else 0,
+            cache_miss_tokens=usage.cache_miss_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            error=describe(exc) if exc is not None else None,
         )
         self.budget.add(cost)
+        try:
+            self.ledger.record(record)
+        except SQLAlchemyError as db_error:
+            # Losing a ledger row must not lose the answer it paid for.
+            _LOGGER.error(
+                "llm ledger row lost (%s %s, $%.6f): %s",
+                call.provider,
+                call.model,
+                cost,
+                describe(db_error),
+            )
 
     # cache, deadlines ------------------------------------------------------------
 
@@ -512,19 +592,30 @@ class LLMChain:
         return None
 
     def _remember(self, call: _Call, value: BaseModel, content_hash: str) -> None:
-        self.ledger.remember(
-            cache_key(call.model, call.prompt_version, content_hash),
-            value=value.model_dump(mode="json"),
-            model=call.model,
-            prompt_version=call.prompt_version,
-            content_hash=content_hash,
-            provider=call.provider,
-            stage=call.stage,
-            now=self._now(),
-        )
+        try:
+            self.ledger.remember(
+                cache_key(call.model, call.prompt_version, content_hash),
+                value=value.model_dump(mode="json"),
+                model=call.model,
+                prompt_version=call.prompt_version,
+                content_hash=content_hash,
+                provider=call.provider,
+                stage=call.stage,
+                now=self._now(),
+            )
+        except SQLAlchemyError as db_error:
+            _LOGGER.error("llm result not cached: %s", describe(db_error))
 
     def _call_budget_s(self) -> float:
         return self._settings.llm_call_deadline_s
+
+    def begin_stage(self, stage: str) -> None:
+        """Start a stage's deadline clock now (else it starts at its first call).
+
+        A chain that lives across runs, as in a long-lived web container,
+        calls this at the start of each run's stage.
+        """
+        self._stage_started[stage] = self._clock()
 
     def _deadline(self, stage: str) -> float:
         now = self._clock()

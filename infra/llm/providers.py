@@ -111,19 +111,31 @@ class OpenAICompatProvider:
         self._extra_body = extra_body or {}
         self._reasoning_effort = reasoning_effort
         self._max_tokens_param = max_tokens_param
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=openai.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            max_retries=0,
-        )
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout_s = timeout_s
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """Made on first use: building one costs tens of ms (TLS setup)."""
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                timeout=openai.Timeout(
+                    self._timeout_s, connect=min(self._timeout_s, 10.0)
+                ),
+                max_retries=0,
+            )
+        return self._client
 
     async def complete(
         self, *, model: str, messages: list[Message], max_tokens: int
     ) -> Completion:
         completion_limit = self._max_tokens_param == "max_completion_tokens"
         try:
-            response = await self._client.chat.completions.create(
+            response = await self.client.chat.completions.create(
                 model=model,
                 messages=cast(Any, messages),
                 response_format={"type": "json_object"},
@@ -151,7 +163,9 @@ class OpenAICompatProvider:
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

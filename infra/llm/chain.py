@@ -284,15 +284,9 @@ class LLMChain:
         """Budget, deadline, then each provider in turn until one answers."""
         stage = request.stage
         stage_stats = self._stages[stage]
-        order = request.order
-        messages = request.messages
-        content_hash = request.content_hash
-        prompt_version = request.prompt_version
-        source = request.source
-        reader_id = request.reader_id
-        max_tokens = request.max_tokens
-
-        refusal = self.budget.refusal(optional=request.optional, reader_id=reader_id)
+        refusal = self.budget.refusal(
+            optional=request.optional, reader_id=request.reader_id
+        )
         if refusal is not None:
             stage_stats.unavailable += 1
             raise LLMUnavailable(refusal)
@@ -309,9 +303,10 @@ class LLMChain:
         refused_by: list[str] = []
         last_error: BaseException | None = None
         spent = 0.0
-        for name in order:
+        for name in request.order:
             provider = self._providers[name]
             breaker = self.breakers[name]
+            stats = self._stats[name]
             if not breaker.allow():
                 reasons[name] = "circuit open after repeated failures"
                 continue
@@ -320,19 +315,18 @@ class LLMChain:
                 stage=stage,
                 provider=name,
                 model=provider.cheap_model if cheap else provider.model,
-                prompt_version=prompt_version,
-                source=source,
-                reader_id=reader_id,
+                prompt_version=request.prompt_version,
+                source=request.source,
+                reader_id=request.reader_id,
                 run_id=run_id,
                 deadline=deadline,
             )
-            stats = self._stats[name]
             try:
-                value = await self._serve(provider, call, messages, schema, max_tokens)
+                value = await self._serve(provider, call, request, schema)
             except ModerationRefused as exc:
                 breaker.release()  # a refusal says nothing about the vendor's health
                 stats.refused += 1
-                self._refusals[(name, source or "", stage)] += 1
+                self._refusals[(name, request.source or "", stage)] += 1
                 reasons[name] = f"refused: {exc.message or 'content filter'}"
                 refused_by.append(name)
                 last_error = exc
@@ -340,7 +334,7 @@ class LLMChain:
                     "llm %s refused by %s (source %s): trying the next provider",
                     stage,
                     name,
-                    source or "-",
+                    request.source or "-",
                 )
             except _FAILURES as exc:
                 if is_disabling(exc):
@@ -351,49 +345,44 @@ class LLMChain:
                 reasons[name] = describe(exc)
                 last_error = exc
                 _LOGGER.warning("llm %s failed on %s: %s", stage, name, describe(exc))
-            else:
-                breaker.success()
-                stats.ok += 1
-                stage_stats.served[name] += 1
-                fallbacks = len(reasons)
-                if fallbacks:
-                    stage_stats.fallbacks += 1
-                self._remember(call, value, content_hash)
-                spent += call.cost_usd
-                _LOGGER.info(
-                    "llm %s served by %s %s in %d ms, $%.6f, %d fallbacks",
-                    stage,
-                    name,
-                    call.model,
-                    int((self._clock() - began) * 1000),
-                    spent,
-                    fallbacks,
-                )
-                return LLMResult(
-                    value=value,
-                    provider=name,
-                    model=call.model,
-                    cached=False,
-                    prompt_version=prompt_version,
-                    cost_usd=spent,
-                )
-            finally:
-                if name in reasons and name != order[-1]:
-                    stats.fallbacks += 1
             spent += call.cost_usd
+            if name in reasons:
+                if name != request.order[-1]:
+                    stats.fallbacks += 1
+                continue
+
+            breaker.success()
+            stats.ok += 1
+            stage_stats.served[name] += 1
+            if reasons:
+                stage_stats.fallbacks += 1
+            self._remember(call, value, request.content_hash)
+            _LOGGER.info(
+                "llm %s served by %s %s in %d ms, $%.6f, %d fallbacks",
+                stage,
+                name,
+                call.model,
+                int((self._clock() - began) * 1000),
+                spent,
+                len(reasons),
+            )
+            return LLMResult(
+                value=value,
+                provider=name,
+                model=call.model,
+                cached=False,
+                prompt_version=request.prompt_version,
+                cost_usd=spent,
+            )
 
         stage_stats.unavailable += 1
         raise LLMUnavailable(reasons, refused_by=refused_by) from last_error
 
     async def _serve(
-        self,
-        provider: Provider,
-        call: _Call,
-        messages: list[Message],
-        schema: type[T],
-        max_tokens: int,
+        self, provider: Provider, call: _Call, request: _Request, schema: type[T]
     ) -> T:
         """One provider's answer: retried while transient, repaired once if unusable."""
+        messages, max_tokens = request.messages, request.max_tokens
         try:
             return await self._retrying(provider, call, messages, schema, max_tokens)
         except BadOutput as bad:

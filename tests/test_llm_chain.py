@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -971,3 +972,30 @@ async def test_a_lost_ledger_row_does_not_lose_the_answer(
 
     assert result.value.headline == "Port reopens"
     assert any("ledger row lost" in r.getMessage() for r in caplog.records)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("vendor", "setting", "path"),
+    [
+        ("deepseek", "DEEPSEEK_BASE_URL", ""),
+        ("qwen", "DASHSCOPE_HTTP_BASE_URL", "/api/v1"),
+    ],
+)
+async def test_a_refused_connection_is_retried_then_handed_over(
+    harness: Harness, vendor: str, setting: str, path: str
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}{path}"
+    chain = harness.chain(DIGEST_LLM_ORDER=f"{vendor},openai", **{setting: url})
+
+    result = await ask(chain)
+
+    assert result.provider == "openai"
+    rows = [r for r in harness.ledger_rows() if r.provider == vendor]
+    assert [r.outcome for r in rows] == ["transient"] * 3
+    assert len(harness.sleeps) == 2

@@ -76,6 +76,11 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", f"{'stage':<33} {'calls':>6} {'usd':>10}"]
     for stage, s in sorted(report["stages"].items()):
         lines.append(f"{stage:<33} {s['calls']:>6} {s['usd']:>10.4f}")
+    if report["recent_runs"]:
+        lines += ["", f"{'recent run':<33} {'calls':>6} {'usd':>10}"]
+        for run in report["recent_runs"]:
+            label = f"{run['started'][:16]} {run['run_id']}"[:33]
+            lines.append(f"{label:<33} {run['calls']:>6} {run['usd']:>10.4f}")
     return "\n".join(lines)
 
 

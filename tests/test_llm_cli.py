@@ -24,10 +24,11 @@ def _record_calls() -> None:
         ("qwen", "qwen-plus", "factcheck", "ok", 0.006),
         ("openai", "gpt-6-luna", "factcheck", "transient", 0.0),
     ]
-    for provider, model, stage, outcome, usd in calls:
+    for i, (provider, model, stage, outcome, usd) in enumerate(calls):
         ledger.record(
             CallRecord(
-                at=now - timedelta(minutes=5),
+                at=now - timedelta(minutes=5 - i),
+                run_id="run-a" if i < 3 else "run-b",
                 stage=stage,
                 provider=provider,
                 model=model,
@@ -62,6 +63,10 @@ def test_cost_json_has_the_month_the_projection_and_calls_by_provider(
     assert report["calls"]["qwen"]["models"]["qwen-plus"]["usd"] == 0.016
     assert report["stages"]["factcheck"]["calls"] == 2
     assert report["prefix_cache_hit_rate"] == 0.4
+    assert [(r["run_id"], r["calls"], r["usd"]) for r in report["recent_runs"]] == [
+        ("run-b", 2, 0.006),
+        ("run-a", 3, 0.014),
+    ]
 
 
 def test_cost_text_lists_providers_models_and_stages() -> None:
@@ -73,7 +78,7 @@ def test_cost_text_lists_providers_models_and_stages() -> None:
     assert result.exit_code == 0, result.output
     assert "month to date   $0.0200" in result.output
     assert "budget          $50.00" in result.output
-    for word in ("deepseek-flash", "qwen-plus", "gpt-6-luna", "summarize", "factcheck"):
+    for word in ("deepseek-flash", "qwen-plus", "gpt-6-luna", "factcheck", "run-b"):
         assert word in result.output
 
 

@@ -220,7 +220,36 @@ class Ledger:
             else None,
             "calls": providers,
             "stages": stages,
+            "recent_runs": self.recent_runs(start),
         }
+
+    def recent_runs(self, since: datetime, limit: int = 5) -> list[dict[str, Any]]:
+        """Spend of the latest runs (by `run_id`), newest first."""
+        c = db.llm_calls.c
+        started = func.min(c.at).label("started")
+        query = (
+            select(
+                c.run_id,
+                started,
+                func.count(c.id).label("calls"),
+                func.coalesce(func.sum(c.cost_usd), 0.0).label("usd"),
+            )
+            .where(c.at >= since, c.run_id.is_not(None))
+            .group_by(c.run_id)
+            .order_by(started.desc())
+            .limit(limit)
+        )
+        with self.store.begin() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "run_id": row.run_id,
+                "started": (as_utc(row.started) or since).isoformat(),
+                "calls": int(row.calls),
+                "usd": round(float(row.usd), 6),
+            }
+            for row in rows
+        ]
 
     def _projection(self, now: datetime, total: float, first: datetime | None) -> float:
         """Month to date plus the recent daily rate over the days left."""

@@ -31,6 +31,10 @@ def _register() -> None:
 
     for command in cli_eval.COMMANDS:
         cli.add_command(command)
+    from functions import cli_llm
+
+    for command in cli_llm.COMMANDS:
+        cli.add_command(command)
 
 
 def main() -> None:

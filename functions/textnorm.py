@@ -100,6 +100,13 @@ def segments(text: str) -> list[tuple[str, str]]:
 # Fact tokens -----------------------------------------------------------------
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_DATE_BEFORE = re.compile(_MONTH + r"\s*$", re.IGNORECASE)
+_DATE_AFTER = re.compile(
+    r"(?:[月日时時点點分秒年号號]|\s*(?:st|nd|rd|th)?\s*(?:of\s+)?" + _MONTH + r"(?!\w)"
+    r"|\s*[ap]\.?m\b|:\d)",
+    re.IGNORECASE,
+)
 _EN_NAME = re.compile(r"\b[A-Z][\w'’-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'’-]*)*")
 _ZH_QUOTED = re.compile(r"[“「『《\"]([^”」』》\"]{2,20})[”」』》\"]")
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n)([A-Z][\w'’-]*)")
@@ -143,7 +150,16 @@ def fact_tokens(text: str, lang: str) -> set[str]:
     "Xi Jinping" and "习近平" cannot be matched without a dictionary.
     """
     text = unicodedata.normalize("NFKC", text)
-    facts = {tok for raw in _NUMBER.findall(text) if (tok := _number_token(raw))}
+    facts = set()
+    for match in _NUMBER.finditer(text):
+        start, end = match.span()
+        # Dates and clock times are in every report of every day's news.
+        if _DATE_BEFORE.search(text, max(0, start - 12), start):
+            continue
+        if _DATE_AFTER.match(text, end) or text[max(0, start - 1) : start] == ":":
+            continue
+        if token := _number_token(match.group(0)):
+            facts.add(token)
     if lang == "zh" or is_cjk(fold(text)):
         folded = [fold(q).replace(" ", "") for q in _ZH_QUOTED.findall(text)]
         facts.update("zh:" + q for q in folded if q)

@@ -91,7 +91,7 @@ def segments(text: str) -> list[tuple[str, str]]:
     out = []
     for sentence in _SENTENCE_END.split(text):
         key = compact(fold(sentence))
-        if len(key) >= MIN_SEGMENT:
+        if len(key) * (2 if is_cjk(key) else 1) >= MIN_SEGMENT:
             digest = hashlib.blake2b(key.encode("utf-8"), digest_size=6).hexdigest()
             out.append((digest, sentence.strip()))
     return out

@@ -191,8 +191,8 @@ def _facts_of(item: Item) -> set[str]:
     return fact_tokens(f"{item.title}\n{item.text}", item.lang)
 
 
-def _numbers_of(item: Item) -> set[str]:
-    return {f[2:] for f in _facts_of(item) if f.startswith("n:")}
+def _numbers(facts: set[str]) -> set[str]:
+    return {f[2:] for f in facts if f.startswith("n:")}
 
 
 def _story_id(item: Item) -> str:
@@ -297,7 +297,9 @@ class _Run:
         self.segments_of: dict[str, list[str]] = {}
         self._load_members()
         self._strip_boilerplate(items)
-        self._load_keys(items)
+        self.keys_of = {i.id: item_keys(i, self.contents[i.id]) for i in items}
+        self.facts_of = {i.id: _facts_of(i) for i in items}
+        self._load_keys()
 
     # loading ------------------------------------------------------------------
 
@@ -379,10 +381,8 @@ class _Run:
             for digest, _ in parts:
                 counts[digest] = counts.get(digest, 0) + 1
 
-    def _load_keys(self, items: list[Item]) -> None:
-        wanted = list(
-            {k for item in items for k, _ in item_keys(item, self.contents[item.id])}
-        )
+    def _load_keys(self) -> None:
+        wanted = list({k for keys in self.keys_of.values() for k, _ in keys})
         k = db.cluster_keys
         with self.store.begin() as conn:
             for start in range(0, len(wanted), 500):
@@ -472,7 +472,7 @@ class _Run:
 
     def apply(self, join: _Join, row: int) -> None:
         item = join.item
-        facts = _facts_of(item)
+        facts = self.facts_of[item.id]
         if join.sieve == "new":
             story = _StoryState(
                 id=join.story_id,
@@ -575,27 +575,55 @@ def _new_facts(facts: set[str], story: _StoryState, lang: str) -> list[str]:
 def _within_run(
     vectors: np.ndarray,
     stamps: np.ndarray,
+    codes: np.ndarray,
+    floors: np.ndarray,
     window_s: float,
-    min_score: float,
     top_k: int,
 ) -> list[list[tuple[int, float]]]:
-    """For each row, the best earlier rows of this run within the window."""
+    """For each row, its best earlier rows of this run, within the window.
+
+    `codes` number the rows' languages and `floors[a, b]` is the lowest
+    score that can count between languages a and b. Each pair of languages
+    is one matrix product with its own floor, so pairs that cannot matter
+    never leave numpy.
+    """
     n = len(vectors)
+    rows_all: list[np.ndarray] = []
+    cols_all: list[np.ndarray] = []
+    scores_all: list[np.ndarray] = []
+    groups = [np.flatnonzero(codes == c) for c in range(len(floors))]
+    for a, mine in enumerate(groups):
+        for b, theirs in enumerate(groups):
+            if not len(mine) or not len(theirs) or floors[a, b] > 1.0:
+                continue
+            others = vectors[theirs]
+            for start in range(0, len(mine), WITHIN_BLOCK):
+                rows = mine[start : start + WITHIN_BLOCK]
+                # Only earlier rows count: columns past the block's last row never do.
+                stop = int(np.searchsorted(theirs, rows[-1]))
+                if stop == 0:
+                    continue
+                block = vectors[rows] @ others[:stop].T
+                r, c = np.nonzero(block >= floors[a, b])
+                i, j = rows[r], theirs[c]
+                keep = (j < i) & (np.abs(stamps[i] - stamps[j]) <= window_s)
+                rows_all.append(i[keep])
+                cols_all.append(j[keep])
+                scores_all.append(block[r[keep], c[keep]])
+
     found: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for start in range(0, n, WITHIN_BLOCK):
-        stop = min(n, start + WITHIN_BLOCK)
-        block = vectors[start:stop] @ vectors[:stop].T
-        rows, cols = np.nonzero(block >= min_score)
-        rows = rows + start
-        keep = (cols < rows) & (np.abs(stamps[rows] - stamps[cols]) <= window_s)
-        rows, cols = rows[keep], cols[keep]
-        scores = block[rows - start, cols]
-        for i, j, s in zip(rows.tolist(), cols.tolist(), scores.tolist(), strict=True):
-            found[i].append((j, s))
-    for i, hits in enumerate(found):
-        if len(hits) > top_k:
-            hits.sort(key=lambda h: (-h[1], h[0]))
-            found[i] = hits[:top_k]
+    if not rows_all:
+        return found
+    rows, cols = np.concatenate(rows_all), np.concatenate(cols_all)
+    scores = np.concatenate(scores_all)
+    # Best first within each row, then at most top_k per row.
+    order = np.lexsort((cols, -scores, rows))
+    rows, cols, scores = rows[order], cols[order], scores[order]
+    keep = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") < top_k
+    for i, j, score in zip(
+        rows[keep].tolist(), cols[keep].tolist(), scores[keep].tolist(), strict=True
+    ):
+        found[i].append((j, score))
     return found
 
 
@@ -630,8 +658,16 @@ class _Semantic:
         self.stamps = np.array([i.published.timestamp() for i in items])
         self.langs = np.array([i.lang for i in items], dtype=object)
         self.min_score = self.config.min_score(embedder)
+        names = sorted({i.lang for i in items})
+        self.thresholds = {
+            (a, b): self.config.threshold(embedder, a, b) for a in names for b in names
+        }
+        floors = np.array(
+            [[self.thresholds[a, b] for b in names] for a in names], dtype=np.float32
+        ) - np.float32(self.config.numbers_bonus)
+        codes = np.array([names.index(i.lang) for i in items], dtype=np.intp)
         self.within = _within_run(
-            vectors, self.stamps, run.window_s, self.min_score, self.config.top_k
+            vectors, self.stamps, codes, floors, run.window_s, self.config.top_k
         )
         self.caught_up = caught_up
         self.caught_matrix = (
@@ -641,6 +677,11 @@ class _Semantic:
         )
         self.batch_ids = frozenset(i.id for i in items) | {m.id for m, _ in caught_up}
         self.story_of: list[str] = [""] * len(items)
+
+    def _threshold(self, a: str, b: str) -> float:
+        if (a, b) not in self.thresholds:
+            self.thresholds[a, b] = self.config.threshold(self.embedder, a, b)
+        return self.thresholds[a, b]
 
     def _candidates(self, i: int) -> list[_Candidate]:
         run, item = self.run, self.items[i]
@@ -680,8 +721,7 @@ class _Semantic:
             hits = [
                 c
                 for c in candidates
-                if c.score + bonus
-                >= self.config.threshold(self.embedder, item.lang, c.lang)
+                if c.score + bonus >= self._threshold(item.lang, c.lang)
             ]
             if not hits:
                 continue
@@ -791,7 +831,7 @@ async def _plan(
 
     joins: list[_Join] = []
     for row, item in enumerate(items):
-        keys = item_keys(item, run.contents[item.id])
+        keys = run.keys_of[item.id]
         minhash = run.minhash_of(item) if "near" in config.sieves else None
         join = _Join(item, _story_id(item), "new", None, [], keys, minhash)
         join.content, join.segments = run.contents[item.id], run.segments_of[item.id]
@@ -803,7 +843,7 @@ async def _plan(
         elif (near := run.near(item, minhash)) is not None:
             join.story_id, join.sieve, join.score = near[0], "near", near[1]
         elif semantic is not None and (
-            hit := await semantic.match(row, _numbers_of(item))
+            hit := await semantic.match(row, _numbers(run.facts_of[item.id]))
         ):
             join.story_id, join.sieve, join.score = hit[0], "semantic", hit[1]
 
@@ -861,6 +901,7 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
         if rows:
             conn.execute(insert(m), rows)
 
+        new_stories = []
         for story in plan.stories.values():
             values = {
                 "title": story.title,
@@ -879,9 +920,11 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
             if story.existed:
                 conn.execute(update(s).where(s.c.id == story.id).values(**values))
             else:
-                conn.execute(
-                    insert(s).values(id=story.id, created_at=story.created_at, **values)
+                new_stories.append(
+                    {"id": story.id, "created_at": story.created_at, **values}
                 )
+        if new_stories:
+            conn.execute(insert(s), new_stories)
 
         wanted = {key: (j, identity) for j in plan.joins for key, identity in j.keys}
         known = set()

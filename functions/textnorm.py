@@ -90,7 +90,8 @@ def segments(text: str) -> list[tuple[str, str]]:
     """The sentences of a text with a short hash of each one's folded form."""
     out = []
     for sentence in _SENTENCE_END.split(text):
-        key = compact(fold(sentence))
+        # One source writes its boilerplate one way: no script folding needed.
+        key = _NOT_WORD.sub("", sentence.casefold())
         if len(key) * (2 if is_cjk(key) else 1) >= MIN_SEGMENT:
             digest = hashlib.blake2b(key.encode("utf-8"), digest_size=6).hexdigest()
             out.append((digest, sentence.strip()))
@@ -167,7 +168,7 @@ def fact_tokens(text: str, lang: str) -> set[str]:
     text = _POSSESSIVE.sub("", text)
     openers = {m.group(1).casefold() for m in _SENTENCE_START.finditer(text)}
     for match in _EN_NAME.finditer(text):
-        words = fold(match.group(0)).split()
+        words = _NOT_WORD.sub(" ", match.group(0).casefold()).split()
         while words and words[0] in _NOT_FACTS:
             words.pop(0)
         if not words or all(w in _NOT_FACTS for w in words):

@@ -136,6 +136,7 @@ class ClusterReport:
     stories_new: int = 0
     stories_updated: int = 0
     stories_revised: int = 0
+    stories_out: int = 0
     fallback: str | None = None
     index: str = ""
     embedder: str = ""
@@ -157,6 +158,7 @@ class ClusterReport:
             "stories_new": self.stories_new,
             "stories_updated": self.stories_updated,
             "stories_revised": self.stories_revised,
+            "stories_out": self.stories_out,
             "fallback": self.fallback,
             "index": self.index,
             "embedder": self.embedder,
@@ -739,8 +741,8 @@ class _Semantic:
         return None
 
     async def _vector_of(self, member_id: str) -> np.ndarray | None:
-        for member, vector in self.caught_up:
-            if member.id == member_id:
+        for caught, vector in self.caught_up:
+            if caught.id == member_id:
                 return vector
         member = self.run.members.get(member_id)
         if member is not None and member.row is not None:
@@ -1090,6 +1092,7 @@ async def _prune(
 
 
 def _count(plan: _Plan, report: ClusterReport) -> None:
+    report.stories_out = len({join.story_id for join in plan.joins})
     for join in plan.joins:
         if join.sieve == "new":
             report.stories_new += 1

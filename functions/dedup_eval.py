@@ -283,12 +283,19 @@ def score_labels(
         "clusters": len(set(predicted.values())),
     }
     result["by_pair"] = {
-        kind: pairwise(
-            predicted, gold, lambda a, b, k=kind: _kind(lang[a], lang[b]) == k
-        ).as_dict()
+        kind: pairwise(predicted, gold, _pair_kind(lang, kind)).as_dict()
         for kind in PAIR_KINDS
     }
     return result
+
+
+def _pair_kind(lang: dict[str, str], kind: str) -> Callable[[str, str], bool]:
+    """A pair filter keeping pairs of one kind ("en-zh")."""
+
+    def keep(a: str, b: str) -> bool:
+        return _kind(lang[a], lang[b]) == kind
+
+    return keep
 
 
 def _threshold_configs(

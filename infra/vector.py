@@ -127,6 +127,13 @@ def _ts(value: datetime) -> int:
     return int(value.timestamp())
 
 
+def _stamp(value: datetime) -> float:
+    """Epoch seconds of a stored time (SQLite hands back naive UTC)."""
+    aware = as_utc(value)
+    assert aware is not None
+    return aware.timestamp()
+
+
 def _pack(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).tobytes()
 
@@ -236,7 +243,7 @@ class LocalVectorIndex:
             ids=ids,
             stories=[r.story_id for r in rows],
             langs=np.array([r.lang for r in rows], dtype=object),
-            stamps=np.array([as_utc(r.published).timestamp() for r in rows]),
+            stamps=np.array([_stamp(r.published) for r in rows]),
             matrix=matrix,
             row={item_id: i for i, item_id in enumerate(ids)},
         )
@@ -410,7 +417,6 @@ class UpstashVectorIndex:
         self.namespace = namespace
         self.fallback = fallback
         self._embedder: str | None = None
-        self._from_score = lambda s: 2.0 * s - 1.0
 
     async def _call(self, what: str, call: Any) -> Any:
         try:
@@ -466,7 +472,9 @@ class UpstashVectorIndex:
             raise IndexUnavailable(
                 self.name, f"{len(missing)} vectors not readable after upsert"
             )
-        return as_unit_rows([found[d.id] for d in docs], len(found[docs[0].id]))
+        return as_unit_rows(
+            np.stack([found[d.id] for d in docs]), len(found[docs[0].id])
+        )
 
     def _filter(self, window: Window) -> str:
         # Vectors without a story are texts of a run still in progress.
@@ -513,7 +521,8 @@ class UpstashVectorIndex:
         found = []
         for hit in answer:
             meta = hit.metadata or {}
-            score = self._from_score(float(hit.score))
+            # Upstash normalizes cosine and dot product to (1 + x) / 2.
+            score = 2.0 * float(hit.score) - 1.0
             if hit.id in exclude or score < min_score or "ts" not in meta:
                 continue
             found.append(

@@ -172,6 +172,11 @@ class ClusterReport:
 # Keys and facts ---------------------------------------------------------------
 
 
+def _chunks(values: Sequence[str], size: int = 500) -> list[list[str]]:
+    """Slices for IN (...) lists, which SQLite caps in length."""
+    return [list(values[k : k + size]) for k in range(0, len(values), size)]
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -347,7 +352,11 @@ class _Run:
             return
         s = db.stories
         with self.store.begin() as conn:
-            rows = conn.execute(select(s).where(s.c.id.in_(wanted))).all()
+            rows = [
+                r
+                for chunk in _chunks(wanted)
+                for r in conn.execute(select(s).where(s.c.id.in_(chunk)))
+            ]
         for r in rows:
             self.stories[r.id] = _StoryState(
                 id=r.id,
@@ -387,8 +396,7 @@ class _Run:
         wanted = list({k for keys in self.keys_of.values() for k, _ in keys})
         k = db.cluster_keys
         with self.store.begin() as conn:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for chunk in _chunks(wanted):
                 for r in conn.execute(select(k).where(k.c.key.in_(chunk))):
                     published = as_utc(r.published)
                     assert published is not None
@@ -872,7 +880,8 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
     with store.begin() as conn:
         done = {
             r.item_id
-            for r in conn.execute(select(m.c.item_id).where(m.c.item_id.in_(ids)))
+            for chunk in _chunks(ids)
+            for r in conn.execute(select(m.c.item_id).where(m.c.item_id.in_(chunk)))
         }
         rows = []
         for join in plan.joins:
@@ -929,10 +938,8 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
             conn.execute(insert(s), new_stories)
 
         wanted = {key: (j, identity) for j in plan.joins for key, identity in j.keys}
-        known = set()
-        keys = list(wanted)
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        known: set[str] = set()
+        for chunk in _chunks(list(wanted)):
             known |= {
                 r.key for r in conn.execute(select(k.c.key).where(k.c.key.in_(chunk)))
             }
@@ -950,17 +957,14 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
         if fresh_keys:
             conn.execute(insert(k), fresh_keys)
 
-        if plan.caught_up:
-            conn.execute(
-                update(m).where(m.c.item_id.in_(plan.caught_up)).values(synced=True)
-            )
+        for chunk in _chunks(plan.caught_up):
+            conn.execute(update(m).where(m.c.item_id.in_(chunk)).values(synced=True))
 
 
 def _mark_synced(store: Store, ids: Sequence[str]) -> None:
     m = db.story_members
     with store.begin() as conn:
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
+        for chunk in _chunks(ids):
             conn.execute(update(m).where(m.c.item_id.in_(chunk)).values(synced=True))
 
 
@@ -982,8 +986,7 @@ def _clustered(store: Store, ids: list[str]) -> set[str]:
     m = db.story_members
     found: set[str] = set()
     with store.begin() as conn:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in _chunks(ids):
             found |= {
                 r.item_id
                 for r in conn.execute(select(m.c.item_id).where(m.c.item_id.in_(chunk)))
@@ -1119,8 +1122,7 @@ def recent_stories(store: Store, *, since: datetime) -> list[Story]:
         ).all()
         ids = [r.id for r in rows]
         members: dict[str, list[Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in _chunks(ids):
             query = (
                 select(m.c.story_id, m.c.item_id, m.c.source, m.c.lang)
                 .where(m.c.story_id.in_(chunk))

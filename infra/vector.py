@@ -134,6 +134,11 @@ def _stamp(value: datetime) -> float:
     return aware.timestamp()
 
 
+def _chunks(values: Sequence[str], size: int = 500) -> list[list[str]]:
+    """Slices for IN (...) lists, which SQLite caps in length."""
+    return [list(values[k : k + size]) for k in range(0, len(values), size)]
+
+
 def _pack(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).tobytes()
 
@@ -196,7 +201,7 @@ class LocalVectorIndex:
         texts = [d.text for d in docs]
         return await asyncio.to_thread(self._embed_texts, texts)
 
-    def _load(self, since: datetime, until: datetime) -> _Snapshot:
+    async def _load(self, since: datetime, until: datetime) -> _Snapshot:
         m, v = db.story_members, db.cluster_vectors
         joined = m.outerjoin(
             v, and_(v.c.item_id == m.c.item_id, v.c.embedder == self.embedder.name)
@@ -218,7 +223,9 @@ class LocalVectorIndex:
             rows = conn.execute(query).all()
 
         missing = [i for i, r in enumerate(rows) if r.vector is None]
-        fresh = self._embed_texts([rows[i].embed_text for i in missing])
+        # A model embedder takes a while: off the event loop, like `embed`.
+        texts = [rows[i].embed_text for i in missing]
+        fresh = await asyncio.to_thread(self._embed_texts, texts)
         if missing:
             self._store_vectors(
                 [(rows[i].item_id, rows[i].lang, rows[i].published) for i in missing],
@@ -248,12 +255,12 @@ class LocalVectorIndex:
             row={item_id: i for i, item_id in enumerate(ids)},
         )
 
-    def _covering(self, since: datetime, until: datetime) -> _Snapshot:
+    async def _covering(self, since: datetime, until: datetime) -> _Snapshot:
         snap = self._snapshot
         if snap is None or since < snap.since or until > snap.until:
             if snap is not None:
                 since, until = min(since, snap.since), max(until, snap.until)
-            snap = self._snapshot = self._load(since, until)
+            snap = self._snapshot = await self._load(since, until)
         return snap
 
     async def search(
@@ -267,7 +274,7 @@ class LocalVectorIndex:
     ) -> list[list[Neighbour]]:
         if not len(windows):
             return []
-        snap = self._covering(
+        snap = await self._covering(
             min(w.since for w in windows), max(w.until for w in windows)
         )
         results: list[list[Neighbour]] = [[] for _ in windows]
@@ -307,12 +314,13 @@ class LocalVectorIndex:
         if rest:
             v = db.cluster_vectors
             with self.store.begin() as conn:
-                rows = conn.execute(
-                    select(v.c.item_id, v.c.vector).where(
-                        v.c.item_id.in_(rest), v.c.embedder == self.embedder.name
+                for chunk in _chunks(rest):
+                    rows = conn.execute(
+                        select(v.c.item_id, v.c.vector).where(
+                            v.c.item_id.in_(chunk), v.c.embedder == self.embedder.name
+                        )
                     )
-                ).all()
-            found.update({r.item_id: _unpack(r.vector) for r in rows})
+                    found.update({r.item_id: _unpack(r.vector) for r in rows})
         return found
 
     def _store_vectors(
@@ -321,11 +329,12 @@ class LocalVectorIndex:
         v = db.cluster_vectors
         ids = [r[0] for r in rows]
         with self.store.begin() as conn:
-            conn.execute(
-                delete(v).where(
-                    v.c.item_id.in_(ids), v.c.embedder == self.embedder.name
+            for chunk in _chunks(ids):
+                conn.execute(
+                    delete(v).where(
+                        v.c.item_id.in_(chunk), v.c.embedder == self.embedder.name
+                    )
                 )
-            )
             conn.execute(
                 insert(v),
                 [

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @dataclass
@@ -47,6 +48,12 @@ class Hit:
         return "if-none-match" in self.headers or "if-modified-since" in self.headers
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops simultaneous connects beyond it, and
+    # the client's SYN retry adds a second that belongs to no source.
+    request_queue_size = 128
+
+
 class FeedServer:
     """A threaded HTTP server on an ephemeral loopback port."""
 
@@ -56,8 +63,11 @@ class FeedServer:
         self._closing = threading.Event()
         self.hits: dict[str, list[Hit]] = defaultdict(list)
         self.not_modified: dict[str, int] = defaultdict(int)
-        self.bytes_sent: dict[str, int] = defaultdict(int)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.bytes_sent: dict[str, int] = defaultdict(int)  # bodies only
+        # Everything on the wire: request line and headers in, status line,
+        # headers and body out.
+        self.wire_bytes: dict[str, int] = defaultdict(int)
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -107,11 +117,25 @@ class FeedServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                self.wfile = _CountingWriter(self.wfile)  # type: ignore[assignment]
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 path = self.path.split("?", 1)[0]
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                request_size = len(self.requestline) + 4 + len(self.headers.as_bytes())
+                written = self.wfile.count  # type: ignore[attr-defined]
                 with server._lock:
                     server.hits[path].append(Hit(path, time.monotonic(), headers))
+                try:
+                    self._answer(path, headers)
+                finally:
+                    sent = self.wfile.count - written  # type: ignore[attr-defined]
+                    with server._lock:
+                        server.wire_bytes[path] += request_size + sent
+
+            def _answer(self, path: str, headers: dict[str, str]) -> None:
                 reply = server._next_reply(path)
                 if reply.delay_s and server._closing.wait(reply.delay_s):
                     return
@@ -164,6 +188,24 @@ class FeedServer:
                 return
 
         return Handler
+
+
+class _CountingWriter:
+    """A socket writer that counts what passes through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return int(self.inner.write(data))
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def _matches(reply: Reply, headers: dict[str, str]) -> bool:

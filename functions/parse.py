@@ -122,11 +122,11 @@ def decode_feed(body: bytes, content_type: str | None = None) -> tuple[str, str]
 
     A byte-order mark decides. Otherwise valid UTF-8 wins when the bytes
     are not plain ASCII (a wrong declaration is far likelier than bytes
-    that happen to be valid UTF-8). Otherwise every candidate that decodes
-    cleanly (the HTTP charset, the XML declaration, GB18030, Big5-HKSCS)
-    is scored and the best kept, ties going to the earlier one. When none
-    decodes cleanly, the best of them with replacement characters is kept,
-    so a few bad bytes never lose a feed.
+    that happen to be valid UTF-8). Otherwise each candidate (the HTTP
+    charset, the XML declaration, GB18030, Big5-HKSCS, cp1252, UTF-8) is
+    decoded, with replacement characters where its bytes are invalid, and
+    the reading that scores best is kept, ties going to the earlier one:
+    a few bad bytes never lose a feed or turn it into the wrong script.
     """
     for bom, encoding in _BOMS:
         if body.startswith(bom):
@@ -145,32 +145,19 @@ def decode_feed(body: bytes, content_type: str | None = None) -> tuple[str, str]
         xml_match.group(1).decode("ascii") if xml_match else None
     )
     candidates = [c for c in (declared_http, declared_xml) if c]
-    candidates = list(dict.fromkeys(candidates + ["gb18030", "big5hkscs"]))
+    candidates += ["gb18030", "big5hkscs", "cp1252", "utf-8"]
 
-    clean: list[tuple[str, str]] = []
-    for encoding in candidates:
+    readings: list[tuple[str, str]] = []
+    for encoding in dict.fromkeys(candidates):
         try:
-            clean.append((body.decode(encoding), encoding))
-        except (UnicodeDecodeError, LookupError):
-            continue
-    if clean:
-        return _best(clean)
-
-    lenient = []
-    for encoding in dict.fromkeys(candidates + ["utf-8"]):
-        try:
-            lenient.append((body.decode(encoding, errors="replace"), encoding))
+            readings.append((body.decode(encoding), encoding))
+        except UnicodeDecodeError:
+            text = body.decode(encoding, errors="replace")
+            readings.append((text, encoding + "+replace"))
         except LookupError:
             continue
-    text, encoding = _best(lenient)
-    return text, encoding + "+replace"
-
-
-def _best(decoded: list[tuple[str, str]]) -> tuple[str, str]:
-    if len(decoded) == 1:
-        return decoded[0]
-    scores = [_score(text) for text, _ in decoded]
-    return decoded[scores.index(max(scores))]
+    scores = [_score(text) for text, _ in readings]
+    return readings[scores.index(max(scores))]
 
 
 def _doctype_end(text: str, start: int) -> int:

@@ -67,6 +67,12 @@ def one_item_feed(title: str, *, encoding: str = "utf-8", decl: bool = True) -> 
             id="http-says-latin1-bytes-are-utf8",
         ),
         pytest.param(
+            one_item_feed(EN_TITLE).encode("cp1252"),
+            "text/xml; charset=utf-8",
+            EN_TITLE,
+            id="http-says-utf8-bytes-are-cp1252",
+        ),
+        pytest.param(
             one_item_feed(HK_TITLE, encoding="big5").encode("big5hkscs"),
             "text/xml; charset=gbk",
             HK_TITLE,
@@ -114,6 +120,22 @@ async def test_a_wrong_or_missing_charset_still_decodes_right(
     assert [i.title for i in items] == [title]
     assert items[0].text == title
     assert items[0].lang == ("en" if title == EN_TITLE else "zh")
+
+
+async def test_a_stray_byte_in_a_gbk_feed_costs_one_character(
+    feed_server: FeedServer, store: Store
+) -> None:
+    feed = rss(
+        item(GB_TITLE, link="https://example.test/1", description="票价上涨STRAY了"),
+        encoding="gb2312",
+    )
+    body = feed.encode("gbk").replace(b"STRAY", b"\xff")
+
+    result, items = await collect_feed(feed_server, store, body)
+
+    assert result.status == "ok"
+    assert "decoded as gb18030+replace" in result.warnings
+    assert (items[0].title, items[0].text) == (GB_TITLE, "票价上涨\ufffd了")
 
 
 async def test_undefined_html_entities_are_decoded(

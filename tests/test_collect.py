@@ -242,7 +242,9 @@ def test_digest_items_json_lists_what_was_stored(
     assert rows[0]["text"].startswith("渡轮公司表示，下月起午夜后将增开三班航班。")
     assert set(rows[0]) >= {"id", "source", "url", "title", "text", "lang"}
 
-    since = runner.invoke(cli, ["items", "--json", "--since", "2025-11-14T06:00Z"])
+    since = runner.invoke(
+        cli, ["items", "--json", "--since", "2025-11-14T14:00:00+08:00"]
+    )
     titles = [json.loads(line)["title"] for line in since.stdout.splitlines()]
     assert titles == [
         "过海渡轮下月起增加深夜航班",

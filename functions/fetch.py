@@ -190,7 +190,6 @@ class _Inflater:
         self._zlib: zlib._Decompress | None = None
         if self.coding in ("gzip", "x-gzip"):
             self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._raw_deflate_checked = False
 
     def feed(self, data: bytes, wire_bytes: int) -> list[bytes]:
         if self.coding is None:
@@ -198,7 +197,11 @@ class _Inflater:
             return [data]
         if self.coding == "deflate" and self._zlib is None:
             # "deflate" is meant to be zlib-wrapped; some servers send it raw.
-            wrapped = len(data) >= 2 and (data[0] * 256 + data[1]) % 31 == 0
+            wrapped = (
+                len(data) >= 2
+                and data[0] & 0x0F == 8
+                and (data[0] * 256 + data[1]) % 31 == 0
+            )
             bits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
             self._zlib = zlib.decompressobj(bits)
         assert self._zlib is not None

@@ -163,10 +163,15 @@ async def test_a_gzipped_feed_is_inflated(feed_server: FeedServer) -> None:
     assert feed_server.hits["/feed"][0].headers["accept-encoding"] == "gzip, deflate"
 
 
-async def test_a_raw_deflate_body_is_inflated(feed_server: FeedServer) -> None:
-    squeezer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-    raw = squeezer.compress(FEED) + squeezer.flush()
-    url = feed_server.route("feed", Reply(raw, headers={"Content-Encoding": "deflate"}))
+@pytest.mark.parametrize(
+    "wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib-wrapped", "raw"]
+)
+async def test_a_deflate_body_is_inflated(feed_server: FeedServer, wbits: int) -> None:
+    squeezer = zlib.compressobj(wbits=wbits)
+    deflated = squeezer.compress(FEED) + squeezer.flush()
+    url = feed_server.route(
+        "feed", Reply(deflated, headers={"Content-Encoding": "deflate"})
+    )
 
     outcome = await fetch_one(url)
 

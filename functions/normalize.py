@@ -72,8 +72,12 @@ def canonical_url(url: str, base: str = "") -> str:
     The query keeps its own spelling and order (only tracking parameters
     go), so the link still opens the page the publisher meant.
     """
-    url = urljoin(base, url.strip()) if base else url.strip()
-    parts = urlsplit(url)
+    url = url.strip()
+    try:
+        url = urljoin(base, url) if base else url
+        parts = urlsplit(url)
+    except ValueError:  # such as an unclosed IPv6 bracket: keep it as written
+        return url
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower().rstrip(".")
     if not host:

@@ -40,6 +40,7 @@ SHANGHAI = Source("xinhua-like", "https://example.test/rss", timezone="Asia/Shan
         ),
         pytest.param("http://[::1]:8080/feed", "http://[::1]:8080/feed", id="ipv6"),
         pytest.param("https://example.test", "https://example.test/", id="empty-path"),
+        pytest.param("http://[::1/feed", "http://[::1/feed", id="broken-ipv6-kept"),
     ],
 )
 def test_canonical_url(raw: str, expected: str) -> None:

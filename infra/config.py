@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=5_000_000, alias="DIGEST_FETCH_MAX_BYTES")
     fetch_retries: int = Field(default=2, alias="DIGEST_FETCH_RETRIES")
     fetch_concurrency: int = Field(default=16, alias="DIGEST_FETCH_CONCURRENCY")
+    fetch_backoff_s: float = Field(default=0.5, alias="DIGEST_FETCH_BACKOFF_S")
+    fetch_backoff_max_s: float = Field(default=8.0, alias="DIGEST_FETCH_BACKOFF_MAX_S")
+    fetch_max_retry_after_s: float = Field(
+        default=30.0, alias="DIGEST_FETCH_MAX_RETRY_AFTER_S"
+    )
 
     # Chat models
     deepseek_api_key: SecretStr | None = Field(default=None, alias="DEEPSEEK_API_KEY")

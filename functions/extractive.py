@@ -7,16 +7,14 @@ before a space; Chinese ones end with 。！？ (closing quotes stay attached).
 
 from __future__ import annotations
 
-import html
 import re
 
 from functions.models import Item, KeyFact, Story, Summary
+from functions.untrusted import visible_text
 
 # A sentence longer than this is cut at a clause boundary and marked with "…".
 MAX_SENTENCE_CHARS = 320
 
-_TAG = re.compile(r"<[^>]+>")
-_SPACE = re.compile(r"\s+")
 
 # Chinese ends a sentence with 。！？, optionally followed by closing quotes
 # or brackets; no space is needed after it.
@@ -38,8 +36,8 @@ def base_lang(lang: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Plain text from what a feed gave: tags removed, entities decoded, one space."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text))).strip()
+    """Plain text from what a feed gave: what a browser would show, on one line."""
+    return visible_text(text)
 
 
 def split_sentences(text: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from functions.models import Item, KeyFact, Story, Summary
+from functions.topics import infer_topics
 from functions.untrusted import visible_text
 
 # A sentence longer than this is cut at a clause boundary and marked with "…".
@@ -143,6 +144,7 @@ def extractive_summary(
         headline=title,
         sentences=sentences,
         key_facts=[KeyFact(text=s, item_ids=[lead.id]) for s in sentences],
+        topics=infer_topics(" ".join([title, *sentences])),
         importance=importance_from_coverage(story),
         method="extractive",
         text_lang=text_lang,

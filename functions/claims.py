@@ -43,7 +43,7 @@ _WORD_NUMBERS.update({"seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
 _WORD_NUMBERS.update({"dozen": 12})
 
 _ARABIC = re.compile(
-    r"(?<![\w.\-/])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?<![A-Za-z0-9.\-/])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?:\s?(?P<scale>万亿|亿|万|千)"
     r"|\s?(?P<scale_en>trillion|billion|million|thousand|bn|tn|mn)(?![a-z]))?"
     r"(?:\s?(?P<pct>%|percent\b|per cent\b|percentage points?\b|个百分点))?"

@@ -197,6 +197,9 @@ def check_deterministic(
             if date_supported(ref, a.dates, {a.item.published.year})
         }
         _note(ids, carriers, reasons, f"date not in the articles: {ref.text}")
+    # Names and quotes are only compared within a language; an article in
+    # another language that carries the sentence's numbers and dates still counts.
+    other_lang = set.union(set(), *carriers) - {a.item.id for a in same_lang}
     for quote in claims.quotes:
         ids = {a.item.id for a in same_lang if quote_in(quote, a.text)}
         reason = (
@@ -204,7 +207,7 @@ def check_deterministic(
             if same_lang
             else f"a quote cannot be verbatim across languages: “{quote}”"
         )
-        _note(ids, carriers, reasons, reason)
+        _note(ids | other_lang if ids else ids, carriers, reasons, reason)
     if same_lang:
         for entity in claims.entities:
             problem = entity_problem(entity, [a.text for a in same_lang])
@@ -214,7 +217,7 @@ def check_deterministic(
             ids = {
                 a.item.id for a in same_lang if entity_problem(entity, [a.text]) is None
             }
-            carriers.append(ids)
+            carriers.append(ids | other_lang)
 
     closest = _closest_sentence(sentence, same_lang)
     if closest is not None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from functions.extractive import base_lang
 from functions.models import Item
-from functions.untrusted import fence, visible_text
+from functions.untrusted import article_text, fence, visible_text
 from infra.llm import LLMResult
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
@@ -70,7 +70,7 @@ def pick_articles(
         items,
         key=lambda i: (
             base_lang(i.lang) != lang,
-            -len(visible_text(i.text)),
+            -len(article_text(i.text)),
             i.published,
             i.id,
         ),
@@ -97,7 +97,7 @@ def article_block(
     for n, item in enumerate(items, start=1):
         alias = f"A{n}"
         aliases[alias] = item.id
-        body = visible_text(item.text)[: min(ARTICLE_CHARS, max(budget, 400))]
+        body = article_text(item.text)[: min(ARTICLE_CHARS, max(budget, 400))]
         budget -= len(body)
         source = fence(names.get(item.source, item.source))
         parts.append(

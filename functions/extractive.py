@@ -11,7 +11,7 @@ import re
 
 from functions.models import Item, KeyFact, Story, Summary
 from functions.topics import infer_topics
-from functions.untrusted import visible_text
+from functions.untrusted import article_text
 
 # A sentence longer than this is cut at a clause boundary and marked with "…".
 MAX_SENTENCE_CHARS = 320
@@ -37,8 +37,9 @@ def base_lang(lang: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Plain text from what a feed gave: what a browser would show, on one line."""
-    return visible_text(text)
+    """Plain text from what a feed gave: what a browser would show, on one line,
+    without sentences that address a model."""
+    return article_text(text)
 
 
 def split_sentences(text: str) -> list[str]:

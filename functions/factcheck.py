@@ -41,7 +41,7 @@ from functions.extractive import base_lang, split_sentences
 from functions.models import Item, KeyFact, Story, Summary
 from functions.prompt_text import load_prompt
 from functions.topics import fold, tokens
-from functions.untrusted import visible_text
+from functions.untrusted import article_text, visible_text
 from infra import db
 from infra.llm import LLMError
 from infra.store import Store, utcnow
@@ -114,7 +114,7 @@ class _Article:
 
 
 def _read(item: Item) -> _Article:
-    text = visible_text(item.title) + ". " + visible_text(item.text)
+    text = visible_text(item.title) + ". " + article_text(item.text)
     dates, blanked = extract_dates(text)
     numbers = extract_numbers(blanked) + extract_numbers(text)
     return _Article(

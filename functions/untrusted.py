@@ -94,6 +94,43 @@ def visible_text(raw: str) -> str:
     return _SPACE.sub(" ", _INVISIBLE.sub("", raw)).strip()
 
 
+# Sentences that address a model or tell the reader what to do are not news;
+# an article carrying them has been tampered with, and they are dropped.
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b.{0,40}\b(?:instructions?|prompts?|rules"
+    r"|directions|guidelines|everything above)\b"
+    r"|\b(?:you are|act as|pretend to be|as an?)\s+(?:an?\s+)?(?:ai|assistant|language "
+    r"model|chatbot|llm)\b"
+    r"|\b(?:system|assistant|developer)\s*(?:prompt|message)?\s*:"
+    r"|\b(?:tell|instruct|urge)\s+(?:the\s+)?(?:readers?|users?)\s+to\b"
+    r"|\b(?:insert|add|include|append)\s+(?:this|the following|a|the)?\s*"
+    r"(?:link|url|web ?site)\b"
+    r"|\b(?:summar(?:y|ies|ize|ise)|digest)\s+(?:must|should)\s+(?:say|state|include)"
+    r"|忽略.{0,12}(?:指令|指示|提示|规则|要求)|无视.{0,12}(?:指令|指示|规则)"
+    r"|你(?:现在)?是(?:一个)?(?:人工智能|AI|助手|语言模型)|(?:系统|助手)(?:提示|消息)?[:：]"
+    r"|(?:插入|加入|添加)(?:这个|以下|一个)?(?:链接|网址)|告诉(?:读者|用户)",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"((?<=[.!?])\s+|(?<=[。！？]))")
+
+
+def drop_instructions(text: str) -> str:
+    """The text without sentences that give orders to a model or to readers."""
+    pieces = _SENTENCE_END.split(text)
+    sentences, separators = pieces[::2], pieces[1::2] + [""]
+    kept = [
+        sentence + separator
+        for sentence, separator in zip(sentences, separators, strict=True)
+        if not _INSTRUCTION.search(sentence)
+    ]
+    return _SPACE.sub(" ", "".join(kept)).strip()
+
+
+def article_text(raw: str) -> str:
+    """What the editorial stages read of an article: visible, without orders."""
+    return drop_instructions(visible_text(raw))
+
+
 def fence(text: str) -> str:
     """Untrusted text that cannot open or close a tag of the prompt around it."""
     return text.replace("<", "‹").replace(">", "›")

@@ -39,7 +39,7 @@ from functions.claims import (
 )
 from functions.extractive import base_lang, split_sentences
 from functions.models import Item, KeyFact, Story, Summary
-from functions.prompt_text import load_prompt
+from functions.prompt_text import load_prompt, prompt_tag
 from functions.topics import fold, tokens
 from functions.untrusted import article_text, visible_text
 from infra import db
@@ -315,7 +315,7 @@ async def _model_pass(
         stage="factcheck",
         system=prompt.system,
         user=prompt.render(articles=block.text, sentences=numbered),
-        prompt_version=prompt.tag,
+        prompt_version=prompt_tag(prompt),
         source=items[0].source if items else None,
         avoid=[summary.provider] if summary.provider else (),
         max_tokens=1200,

@@ -14,7 +14,7 @@ from functions.chat import LANGUAGE_NAMES, ChatChain, has_model
 from functions.claims import extract_numbers, number_supported
 from functions.extractive import base_lang, split_sentences
 from functions.models import DigestEntry
-from functions.prompt_text import load_prompt
+from functions.prompt_text import load_prompt, prompt_tag
 from functions.summarize import _LINK
 from functions.untrusted import fence, visible_text
 from infra.config import Settings
@@ -55,7 +55,7 @@ async def opening_line(
                 topics=fence(", ".join(reader.topics) or "China news in general"),
                 headlines="\n".join(f"- {fence(h)}" for h in headlines),
             ),
-            prompt_version=prompt.tag,
+            prompt_version=prompt_tag(prompt),
             reader_id=reader.id,
             optional=True,
             max_tokens=120,

@@ -1,9 +1,10 @@
 """Versioned prompt texts from `prompts/<name>.v<N>.md`.
 
-A file starts with `version: N`, then `--- system ---` and the system text,
-then `--- user ---` and the user template with `{placeholders}`. The
-stable text comes first in both, so providers' prefix caches are hit.
-This reader follows the same format as the LLM layer's `infra.prompts`.
+The format is the LLM layer's (`infra.prompts`): an optional note for
+people, then a line `<!-- system -->` and the system prompt, then a line
+`<!-- user -->` and the user template with `{{name}}` placeholders. The
+stable text comes first, so providers' prefix caches are hit. This small
+reader lets the editorial stages load their prompts on their own.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
-_FILE_NAME = re.compile(r"^(?P<name>[a-z0-9_-]+)\.v(?P<version>\d+)\.md$")
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+_FILE_NAME = re.compile(r"^(?P<name>[a-z0-9_-]+)\.v(?P<number>\d+)\.md$")
+_MARKER = re.compile(r"^<!--\s*(system|user)\s*-->\s*$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 class PromptError(ValueError):
@@ -26,51 +28,45 @@ class PromptError(ValueError):
 @dataclass(frozen=True)
 class Prompt:
     name: str
-    version: int
+    version: str  # "v1"
     system: str
     user_template: str
 
-    @property
-    def tag(self) -> str:
-        """What is recorded with every output: `summarize.v1`."""
-        return f"{self.name}.v{self.version}"
-
-    def render(self, **values: str) -> str:
-        """Fill the user template; only known placeholders are replaced."""
-        missing = set(_PLACEHOLDER.findall(self.user_template)) - set(values)
-        if missing:
-            raise PromptError(f"{self.tag}: no value for {sorted(missing)}")
+    def render(self, **values: object) -> str:
+        """Fill the user template; every placeholder must be given, and only those."""
+        expected = set(_PLACEHOLDER.findall(self.user_template))
+        if expected != set(values):
+            raise PromptError(
+                f"prompt {self.name}.{self.version}: missing "
+                f"{sorted(expected - set(values))}, unexpected "
+                f"{sorted(set(values) - expected)}"
+            )
         # One pass, so braces inside the values are never read as placeholders.
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.user_template)
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), self.user_template)
+
+
+def prompt_tag(prompt: Prompt) -> str:
+    """What is recorded with every output: `summarize.v1`."""
+    return f"{prompt.name}.{prompt.version}"
 
 
 @lru_cache(maxsize=32)
 def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> Prompt:
-    """The highest version of prompt `name`."""
-    versions = [
-        (int(m.group("version")), path)
+    """The newest version of prompt `name`."""
+    numbers = [
+        int(m["number"])
         for path in directory.glob(f"{name}.v*.md")
-        if (m := _FILE_NAME.match(path.name)) and m.group("name") == name
+        if (m := _FILE_NAME.match(path.name)) and m["name"] == name
     ]
-    if not versions:
-        raise PromptError(f"no prompt {name!r} in {directory}")
-    version, path = max(versions)
-    return _parse(name, version, path.read_text(encoding="utf-8"))
-
-
-def _parse(name: str, version: int, text: str) -> Prompt:
-    match = re.match(
-        r"version:\s*(\d+)\s*\n--- system ---\n(.*?)\n--- user ---\n(.*)\Z",
-        text,
-        re.DOTALL,
-    )
-    if match is None:
-        raise PromptError(f"{name}.v{version}: expected version, system and user parts")
-    if int(match.group(1)) != version:
-        raise PromptError(f"{name}.v{version}: file says version {match.group(1)}")
-    return Prompt(
-        name=name,
-        version=version,
-        system=match.group(2).strip(),
-        user_template=match.group(3).strip() + "\n",
-    )
+    if not numbers:
+        raise PromptError(f"no prompt named {name!r} in {directory}")
+    version = f"v{max(numbers)}"
+    path = directory / f"{name}.{version}.md"
+    parts = _MARKER.split(path.read_text(encoding="utf-8").replace("\r\n", "\n"))
+    sections = {
+        marker: body.strip("\n").rstrip()
+        for marker, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+    if not sections.get("system", "").strip() or not sections.get("user", "").strip():
+        raise PromptError(f"{path.name}: needs <!-- system --> and <!-- user --> parts")
+    return Prompt(name, version, sections["system"], sections["user"])

@@ -38,7 +38,7 @@ from functions.factcheck import (
     story_items,
 )
 from functions.models import Item, KeyFact, Story, Summary
-from functions.prompt_text import load_prompt
+from functions.prompt_text import load_prompt, prompt_tag
 from functions.topics import TOPIC_KEYWORDS, fold, infer_topics
 from functions.untrusted import visible_text
 from infra import db
@@ -92,7 +92,9 @@ def member_key(story: Story) -> str:
 
 def prompt_versions() -> str:
     """Both prompts a checked summary depends on, e.g. `summarize.v1+factcheck.v1`."""
-    return f"{load_prompt('summarize').tag}+{load_prompt('factcheck').tag}"
+    return (
+        f"{prompt_tag(load_prompt('summarize'))}+{prompt_tag(load_prompt('factcheck'))}"
+    )
 
 
 def fit_length(
@@ -210,7 +212,7 @@ async def write_draft(
             articles=block.text,
             notes=notes,
         ),
-        prompt_version=prompt.tag,
+        prompt_version=prompt_tag(prompt),
         source=block.items[0].source if block.items else None,
         max_tokens=900,
     )
@@ -220,7 +222,7 @@ async def write_draft(
         block,
         lang,
         provider=result.provider,
-        prompt_version=prompt.tag,
+        prompt_version=prompt_tag(prompt),
         settings=settings,
     )
 

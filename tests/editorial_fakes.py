@@ -75,9 +75,7 @@ class FakeChain:
         )
         handler = self.handlers.get(stage)
         if handler is None or not order:
-            raise LLMUnavailable(
-                f"no provider for {stage}", {p: "not scripted" for p in self.providers}
-            )
+            raise LLMUnavailable({p: f"{stage} not scripted" for p in self.providers})
         answer = handler(user)
         if isinstance(answer, Exception):
             raise answer

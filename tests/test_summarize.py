@@ -322,11 +322,9 @@ async def test_a_fooled_writer_changes_nothing_a_reader_sees(store) -> None:
 @pytest.mark.parametrize(
     "error",
     [
+        pytest.param(LLMUnavailable({"deepseek": "503"}), id="unavailable"),
         pytest.param(
-            LLMUnavailable("all failed", {"deepseek": "503"}), id="unavailable"
-        ),
-        pytest.param(
-            ModerationRefused("Content Exists Risk", "deepseek"), id="moderation"
+            ModerationRefused("deepseek", "Content Exists Risk"), id="moderation"
         ),
     ],
 )

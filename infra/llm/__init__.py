@@ -10,6 +10,7 @@ This is the part the editorial stages code against; the chain itself
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -21,19 +22,24 @@ class LLMError(Exception):
 
 
 class LLMUnavailable(LLMError):
-    """No configured provider could produce a valid answer."""
+    """No provider produced an answer; `reasons` says why, per provider."""
 
-    def __init__(self, message: str, reasons: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.reasons: dict[str, str] = dict(reasons or {})
+    def __init__(
+        self, reasons: Mapping[str, str], *, refused_by: list[str] | None = None
+    ) -> None:
+        self.reasons = dict(reasons)
+        self.refused_by = list(refused_by or [])
+        detail = "; ".join(f"{k}: {v}" for k, v in self.reasons.items()) or "no reason"
+        super().__init__(f"no LLM answer ({detail})")
 
 
 class ModerationRefused(LLMError):
-    """A provider refused the input on content grounds; not an outage."""
+    """A vendor's content filter declined this input; another vendor may not."""
 
-    def __init__(self, message: str, provider: str) -> None:
-        super().__init__(message)
+    def __init__(self, provider: str, message: str = "") -> None:
         self.provider = provider
+        self.message = message
+        super().__init__(f"{provider} refused the content: {message}".rstrip(": "))
 
 
 @dataclass

@@ -41,12 +41,16 @@ _WORD_NUMBERS: dict[str, int] = {
 _WORD_NUMBERS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60})
 _WORD_NUMBERS.update({"seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100})
 _WORD_NUMBERS.update({"dozen": 12})
+_UNITS = "one two three four five six seven eight nine".split()
+# "one of the few", "one-year": too idiomatic to be a number claim.
+del _WORD_NUMBERS["one"], _WORD_NUMBERS["zero"]
 
 _ARABIC = re.compile(
     r"(?<![A-Za-z0-9.\-/])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?:\s?(?P<scale>万亿|亿|万|千)"
     r"|\s?(?P<scale_en>trillion|billion|million|thousand|bn|tn|mn)(?![a-z]))?"
-    r"(?:\s?(?P<pct>%|percent\b|per cent\b|percentage points?\b|个百分点))?"
+    r"(?:\s?(?P<pct>%|percent\b|per cent\b|percentage points?\b|个百分点)"
+    r"|(?:st|nd|rd|th)\b)?"
     r"(?![a-z0-9])"
 )
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4}
@@ -157,7 +161,7 @@ def extract_numbers(text: str) -> list[Number]:
     for m in _WORD_NUMBER.finditer(text):
         value = float(_WORD_NUMBERS[m.group("word").lower()])
         if m.group("unit"):
-            value += _WORD_NUMBERS[m.group("unit").lower()]
+            value += _UNITS.index(m.group("unit").lower()) + 1
         value *= _SCALES.get((m.group("scale") or "").lower(), 1.0)
         found.append(
             Number(
@@ -368,7 +372,7 @@ def _cjk_in(part: str, haystack: str) -> bool:
 
 # Named entities -------------------------------------------------------------
 
-_CAP_TOKEN = re.compile(r"[A-Z][A-Za-z'’.\-]*[A-Za-z]|[A-Z]")
+_CAP_TOKEN = re.compile(r"[A-Z][A-Za-z0-9'’.\-]*[A-Za-z0-9]|[A-Z]")
 _CONNECTORS = frozenset("of the for and on de al bin van von".split())
 _SENTENCE_STARTERS = frozenset(
     "the a an in on at for but and after before while when he she they it its "
@@ -386,6 +390,30 @@ _DESCRIPTORS = frozenset(
     "chinese china's american us u.s. british japanese taiwanese beijing "
     "state-run state official".split()
 )
+# A country and its adjective name the same thing ("China", "Chinese").
+_SAME_PLACE: dict[str, tuple[str, ...]] = {
+    "china": ("chinese",),
+    "chinese": ("china",),
+    "us": ("u.s.", "united states", "american"),
+    "u.s.": ("us", "united states", "american"),
+    "united states": ("us", "u.s.", "american"),
+    "american": ("us", "u.s.", "united states"),
+    "japan": ("japanese",),
+    "japanese": ("japan",),
+    "canada": ("canadian",),
+    "canadian": ("canada",),
+    "indonesia": ("indonesian",),
+    "indonesian": ("indonesia",),
+    "europe": ("european", "european union", "eu"),
+    "european union": ("eu", "european"),
+    "eu": ("european union",),
+    "taiwan": ("taiwanese",),
+    "taiwanese": ("taiwan",),
+    "russia": ("russian",),
+    "russian": ("russia",),
+    "india": ("indian",),
+    "indian": ("india",),
+}
 OFFICES_EN = frozenset(
     "premier president minister chairman chairwoman governor mayor secretary "
     "spokesperson spokesman spokeswoman ambassador chancellor leader chief "
@@ -399,7 +427,7 @@ OFFICES_ZH = (
 )
 FORMER_ZH = re.compile(r"(?:前|原|已故|时任)\s*$")
 _ZH_TITLE_NAME = re.compile(
-    rf"(?P<office>{OFFICES_ZH})(?P<name>[\u4e00-\u9fff]{{2,3}})"
+    rf"(?P<office>副?(?:{OFFICES_ZH}))(?P<name>[\u4e00-\u9fff]{{2,3}})"
 )
 _ZH_BOOK_TITLE = re.compile(r"《([^》]+)》")
 # Places and bodies often named in Chinese news, which carry no tell-tale suffix.
@@ -437,7 +465,7 @@ def extract_entities(sentence: str) -> list[Entity]:
 def _english_entities(sentence: str) -> list[Entity]:
     tokens = [
         (m.start(), m.end(), _bare_word(m.group(0)))
-        for m in re.finditer(r"[A-Za-z][A-Za-z'’\-]*(?:\.[A-Za-z]+)*\.?", sentence)
+        for m in re.finditer(r"[A-Za-z][A-Za-z0-9'’\-]*(?:\.[A-Za-z]+)*\.?", sentence)
     ]
     runs: list[list[tuple[int, int, str]]] = []
     current: list[tuple[int, int, str]] = []
@@ -461,11 +489,17 @@ def _english_entities(sentence: str) -> list[Entity]:
         runs.append(current)
 
     entities: list[Entity] = []
-    first_start = tokens[0][0] if tokens else 0
+    # Where the sentence's first word starts (after any opening quote).
+    opening = re.match(r"[\s\"'“‘(\[]*", sentence)
+    first_start = opening.end() if opening else 0
     for run in runs:
         if run[0][0] == first_start:
             while run and run[0][2].lower() in _SENTENCE_STARTERS:
                 run = run[1:]
+            # One capitalized word opening a sentence is as often a common
+            # word ("Forecasters") as a name: too unsure to check.
+            if len(run) == 1 and run[0][0] == first_start:
+                continue
         marked_former = False
         while run and run[0][2].lower() in _FORMER_WORDS:
             marked_former, run = True, run[1:]
@@ -539,9 +573,9 @@ def _find_all(needle: str, haystack: str) -> list[int]:
 def _word_in(phrase: str, folded_article: str) -> bool:
     if re.search(r"[\u3400-\u9fff]", phrase):
         return phrase in folded_article
-    return (
-        re.search(rf"(?<![\w]){re.escape(phrase)}(?![\w])", folded_article) is not None
-    )
+    # Latin letters and digits bound a name; Chinese characters around it do not.
+    pattern = rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])"
+    return re.search(pattern, folded_article) is not None
 
 
 def entity_problem(entity: Entity, articles: list[str]) -> str | None:
@@ -571,7 +605,8 @@ def _english_problem(text: str, folded: list[str]) -> str | None:
         stripped = [fold(w) for w in words[:start]]
         if all(w in _CONNECTORS for w in remainder.split()):
             break
-        if not any(_word_in(remainder, a) for a in folded):
+        forms = [remainder, *_SAME_PLACE.get(remainder, ())]
+        if not any(_word_in(form, a) for form in forms for a in folded):
             continue
         if all(
             w in _DESCRIPTORS or any(_word_in(w, a) for a in folded) for w in stripped
@@ -615,7 +650,7 @@ def _before_office(article: str, position: int, reach: int) -> str:
     """The words just before a name and the office title in front of it."""
     window = article[max(0, position - reach - 30) : position]
     window = re.sub(
-        r"(?:\b(?:" + "|".join(OFFICES_EN) + r")\b\s*|(?:" + OFFICES_ZH + r"))+\s*$",
+        r"(?:\b(?:" + "|".join(OFFICES_EN) + r")\b\s*|副?(?:" + OFFICES_ZH + r"))+\s*$",
         "",
         window,
     )
@@ -639,6 +674,33 @@ _NOT_NEGATION_ZH = re.compile(
     r"不断|不少|不仅|不过|不同|不久|不但|不管|不论|不得不|无论|无人机|未来|非洲|非常|"
     r"并不少|毫无疑问|差不多|不到|以及"
 )
+
+
+_CLAUSE_BREAK = re.compile(
+    r"[,;:，；：、]|\b(?:but|while|whereas|although|though|yet)\b|但是|但|而且|而"
+)
+
+
+def split_clauses(text: str) -> list[str]:
+    """Clauses of a text, split at commas, semicolons and contrasts."""
+    return [c for c in _CLAUSE_BREAK.split(text) if c.strip()]
+
+
+def strip_negation(text: str) -> str:
+    """The text with its negation words removed (to compare what it is about)."""
+    text = _NEGATION_EN.sub(" ", text)
+    text = re.sub(r"\b(?:did|does|do)\b", " ", text, flags=re.IGNORECASE)
+    folded = fold(text)
+    kept = [(m.start(), m.end()) for m in _NOT_NEGATION_ZH.finditer(folded)]
+    out: list[str] = []
+    last = 0
+    for m in _NEGATION_ZH.finditer(folded):
+        if any(s <= m.start() < e for s, e in kept):
+            continue
+        out.append(folded[last : m.start()])
+        last = m.end()
+    out.append(folded[last:])
+    return "".join(out)
 
 
 def is_negated(text: str) -> bool:

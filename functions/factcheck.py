@@ -2,7 +2,8 @@
 
 Two passes. The deterministic pass finds every number, date, quote and
 named entity of a sentence in the member articles (after normalization)
-and compares its negation with the closest article sentence. The model
+and compares the negation of each clause with the article clauses that say
+the same thing. The model
 pass, by a different provider from the writer where two are configured,
 judges each sentence and must quote its evidence; the quote is checked
 against the articles, and a quote that is not there counts as no evidence.
@@ -36,6 +37,8 @@ from functions.claims import (
     is_negated,
     number_supported,
     quote_in,
+    split_clauses,
+    strip_negation,
 )
 from functions.extractive import base_lang, split_sentences
 from functions.models import Item, KeyFact, Story, Summary
@@ -50,9 +53,9 @@ _LOGGER = logging.getLogger(__name__)
 
 Verdict = Literal["supported", "unsupported", "contradicted", "unchecked"]
 
-# The closest article sentence must share this much with a summary sentence
-# before their negations are compared.
-NEGATION_OVERLAP = 0.4
+# An article clause sharing this share of the smaller clause's words (and at
+# least two) says the same thing, so their negations must agree.
+NEGATION_OVERLAP = 0.5
 # A model's evidence quote shorter than this (comparable characters) proves nothing.
 MIN_QUOTE_CHARS = 12
 # Two copies of one text (a wire story republished) are one source, not two.
@@ -111,6 +114,23 @@ class _Article:
     numbers: list[Number]
     dates: list[DateRef]
     sentences: list[tuple[str, set[str]]]
+    clauses: list[_Clause]
+
+
+@dataclass
+class _Clause:
+    text: str
+    words: set[str]  # without the negation words
+    negated: bool
+
+
+def _clauses(text: str) -> list[_Clause]:
+    return [
+        _Clause(c.strip(), tokens(strip_negation(c)), is_negated(c))
+        for sentence in split_sentences(text)
+        for c in split_clauses(sentence)
+        if c.strip()
+    ]
 
 
 def _read(item: Item) -> _Article:
@@ -124,6 +144,7 @@ def _read(item: Item) -> _Article:
         numbers=numbers,
         dates=dates,
         sentences=[(s, tokens(s)) for s in split_sentences(text)],
+        clauses=_clauses(text),
     )
 
 
@@ -219,19 +240,18 @@ def check_deterministic(
             }
             carriers.append(ids | other_lang)
 
-    closest = _closest_sentence(sentence, same_lang)
-    if closest is not None:
-        article, text, overlap = closest
-        if overlap >= NEGATION_OVERLAP and is_negated(sentence) != is_negated(text):
-            reasons.append(f"negation differs from the article: {text}")
-        if not carriers and overlap >= 0.2:
-            carriers.append(
-                {
-                    a.item.id
-                    for a in same_lang
-                    if any(_overlap(tokens(sentence), t) >= 0.2 for _, t in a.sentences)
-                }
-            )
+    negation = _negation_problem(sentence, same_lang)
+    if negation:
+        reasons.append(negation)
+    if not carriers:
+        mine = tokens(sentence)
+        lexical = {
+            a.item.id
+            for a in same_lang
+            if any(_overlap(mine, theirs) >= 0.2 for _, theirs in a.sentences)
+        }
+        if lexical:
+            carriers.append(lexical)
 
     item_ids: set[str] = set.intersection(*carriers) if carriers else set()
     if carriers and not item_ids:
@@ -252,17 +272,30 @@ def _overlap(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a) if a else 0.0
 
 
-def _closest_sentence(
-    sentence: str, articles: list[_Article]
-) -> tuple[_Article, str, float] | None:
-    mine = tokens(sentence)
-    best: tuple[_Article, str, float] | None = None
-    for article in articles:
-        for text, theirs in article.sentences:
-            score = len(mine & theirs) / (len(mine | theirs) or 1)
-            if best is None or score > best[2]:
-                best = (article, text, score)
-    return best
+def _negation_problem(sentence: str, articles: list[_Article]) -> str | None:
+    """A clause the articles state one way and the summary the other way.
+
+    Clauses, not sentences, are compared: "progress was made but no deal was
+    reached" holds a negation that "progress was made" must not inherit.
+    """
+    for clause in _clauses(sentence):
+        if len(clause.words) < 3:
+            continue
+        matches = []
+        for article in articles:
+            for other in article.clauses:
+                shared = len(clause.words & other.words)
+                smaller = min(len(clause.words), len(other.words)) or 1
+                if shared >= 2 and shared / smaller >= NEGATION_OVERLAP:
+                    matches.append((shared / smaller, other))
+        if not matches:
+            continue
+        closest = max(matches, key=lambda m: m[0])[1].text
+        if clause.negated and not any(o.negated for _, o in matches):
+            return f"negation differs from the article: {closest}"
+        if not clause.negated and all(o.negated for _, o in matches):
+            return f"negation differs from the article: {closest}"
+    return None
 
 
 # The model pass -------------------------------------------------------------

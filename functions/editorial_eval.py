@@ -436,17 +436,44 @@ def replay_rank(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Rank each day's stories for each reader with only the earlier days'
-    taps known; score against that day's "more" taps; compare with recency."""
+    taps known; score against that day's "more" taps; compare with recency
+    and with the same ranking that never learns from taps."""
     settings = (settings or Settings()).model_copy(update={"rank_score_floor": -10.0})
+    learning = _replay(samples, sources, log, k=k, settings=settings, learn=True)
+    static = _replay(samples, sources, log, k=k, settings=settings, learn=False)
+    for row, fixed in zip(learning, static, strict=True):
+        row["without_feedback"] = fixed["ranked"]
+    return {
+        "k": k,
+        "days": len({s.day for s in samples}),
+        "readers": len(log.readers),
+        "taps": len(log.taps),
+        "evaluated": len(learning),
+        "ndcg": _mean([r["ranked"] for r in learning]),
+        "recency_ndcg": _mean([r["recency"] for r in learning]),
+        "without_feedback_ndcg": _mean([r["without_feedback"] for r in learning]),
+        "rows": learning,
+    }
+
+
+def _replay(
+    samples: list[SampleStory],
+    sources: dict[str, Source],
+    log: FeedbackLog,
+    *,
+    k: int,
+    settings: Settings,
+    learn: bool,
+) -> list[dict[str, Any]]:
     store = Store("sqlite://")
+    rows: list[dict[str, Any]] = []
     try:
         summaries = _prepare_store(store, samples)
-        days = sorted({s.day for s in samples})
         start = min(s.story.first_seen for s in samples).replace(hour=0, minute=0)
-        rows: list[dict[str, Any]] = []
-        for day in days:
+        for day in sorted({s.day for s in samples}):
             now = start + timedelta(days=day, hours=23)
-            _record_taps(store, [t for t in log.taps if t.day == day - 1], now)
+            if learn:
+                _record_taps(store, [t for t in log.taps if t.day == day - 1], now)
             todays = [s.story for s in samples if s.day == day]
             recency = [
                 s.id
@@ -481,16 +508,7 @@ def replay_rank(
                 )
     finally:
         store.close()
-    return {
-        "k": k,
-        "days": len(days),
-        "readers": len(log.readers),
-        "taps": len(log.taps),
-        "evaluated": len(rows),
-        "ndcg": _mean([r["ranked"] for r in rows]),
-        "recency_ndcg": _mean([r["recency"] for r in rows]),
-        "rows": rows,
-    }
+    return rows
 
 
 def _mean(values: list[float]) -> float:

@@ -15,7 +15,7 @@ from functions.claims import extract_numbers, number_supported
 from functions.extractive import base_lang, split_sentences
 from functions.models import DigestEntry
 from functions.prompt_text import load_prompt, prompt_tag
-from functions.summarize import _LINK
+from functions.summarize import LINK_OR_MARKUP
 from functions.untrusted import fence, visible_text
 from infra.config import Settings
 from infra.llm import LLMError
@@ -72,7 +72,9 @@ def _usable(line: str, headlines: list[str], lang: str) -> str:
     if not sentences:
         return ""
     first = sentences[0]
-    if len(first) > MAX_CHARS.get(lang, MAX_CHARS["en"]) or _LINK.search(first):
+    if len(first) > MAX_CHARS.get(lang, MAX_CHARS["en"]) or LINK_OR_MARKUP.search(
+        first
+    ):
         return ""
     known = extract_numbers(" ".join(headlines))
     if any(not number_supported(n, known) for n in extract_numbers(first)):

@@ -53,7 +53,7 @@ HEADLINE_LIMITS = {"en": ("12 words", 110), "zh": ("25 characters", 40)}
 # A single sentence this many times the budget is not a summary at all.
 RUNAWAY_FACTOR = 2
 # Anything that would put a link or markup in front of a reader.
-_LINK = re.compile(
+LINK_OR_MARKUP = re.compile(
     r"https?:|www\.|\]\(|<\s*/?\s*[a-z]|&lt;|\b[\w-]+\.(?:com|net|org|io|cn|ly|info"
     r"|xyz|me|co|top|site|link)\b(?:/|\b)",
     re.IGNORECASE,
@@ -123,7 +123,7 @@ def _max_chars(lang: str, settings: Settings) -> int:
 
 def _clean_headline(text: str, lang: str, fallback: str) -> str:
     headline = visible_text(text).strip(' "“”')
-    if not headline or _LINK.search(headline):
+    if not headline or LINK_OR_MARKUP.search(headline):
         headline = visible_text(fallback)
     limit = HEADLINE_LIMITS.get(lang, HEADLINE_LIMITS["en"])[1]
     if len(headline) > limit:
@@ -156,7 +156,7 @@ def draft_from_output(
         max_sentences=settings.summary_max_sentences,
         max_chars=_max_chars(lang, settings),
     )
-    sentences = [s for s in sentences if not _LINK.search(s)]
+    sentences = [s for s in sentences if not LINK_OR_MARKUP.search(s)]
     if not sentences:
         raise InvalidDraft("no usable sentence")
 
@@ -164,7 +164,7 @@ def draft_from_output(
     for fact in out.key_facts[:4]:
         text = visible_text(fact.text)
         ids = [i for a in fact.articles if (i := block.item_id(a))]
-        if text and ids and not _LINK.search(text):
+        if text and ids and not LINK_OR_MARKUP.search(text):
             facts.append(KeyFact(text=text, item_ids=list(dict.fromkeys(ids))))
 
     return Summary(

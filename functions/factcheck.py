@@ -489,6 +489,30 @@ def apply_verdicts(
     )
 
 
+_VERDICT_NOTES = {
+    "en": {
+        "verified": "Checked against the articles",
+        "partly-verified": "Partly checked against the articles",
+        "extractive": "Excerpt from {source}",
+        "unchecked": "Not checked",
+    },
+    "zh": {
+        "verified": "已对照原文核实",
+        "partly-verified": "已部分对照原文核实",
+        "extractive": "摘自{source}",
+        "unchecked": "未经核实",
+    },
+}
+
+
+def verdict_note(summary: Summary, source: str = "") -> str:
+    """How a digest says what the fact-check found, in the summary's language."""
+    notes = _VERDICT_NOTES["zh" if summary.lang == "zh" else "en"]
+    if summary.method in ("extractive", "extractive-fallback"):
+        return notes["extractive"].format(source=source) if source else ""
+    return notes.get(summary.verdict, notes["unchecked"])
+
+
 def regeneration_notes(report: FactCheckReport) -> str:
     """What the writer got wrong, for its one second attempt."""
     lines = [

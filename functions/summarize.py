@@ -300,7 +300,12 @@ async def summarize_story(
         )
         if checked is not None:
             checked.prompt_version = versions
-            save_summary(store, checked, key, versions)
+            if report.model_error:
+                # Checked by the deterministic pass alone: not kept, so the
+                # next run checks it again (the chain's own cache spares the writer).
+                stats["unchecked-by-model"] += 1
+            else:
+                save_summary(store, checked, key, versions)
             stats["regenerated" if attempt == 2 else "written"] += 1
             return checked
         notes = regeneration_notes(report) or notes

@@ -11,6 +11,7 @@ from functions.factcheck import (
     check_summary,
     load_verdicts,
     save_verdicts,
+    verdict_note,
 )
 from functions.models import KeyFact, Summary
 from tests.editorial_fakes import (
@@ -443,3 +444,21 @@ async def test_verdicts_are_stored(store) -> None:
     ]
     assert rows[0]["evidence"].startswith("China's exports rose 8.3%")
     assert "number not in the articles: 3%" in rows[1]["reasons"]
+
+
+@pytest.mark.parametrize(
+    ("method", "verdict", "lang", "expected"),
+    [
+        ("llm", "verified", "en", "Checked against the articles"),
+        ("llm", "partly-verified", "zh", "已部分对照原文核实"),
+        ("extractive-fallback", "failed", "en", "Excerpt from Harbor Wire"),
+        ("llm", "unchecked", "en", "Not checked"),
+    ],
+)
+def test_verdict_is_shown_in_the_reader_language(
+    method, verdict, lang, expected
+) -> None:
+    summary = _summary("x.", lang=lang)
+    summary.method, summary.verdict = method, verdict
+
+    assert verdict_note(summary, "Harbor Wire") == expected

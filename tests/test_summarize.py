@@ -425,3 +425,20 @@ async def test_story_without_a_member_in_the_language_is_still_summarized(
     assert offline.sentences[0].startswith("海关总署")
     assert "Write the entry in English." in chain.stage_calls("summarize")[0]["user"]
     assert (written.method, written.text_lang) == ("llm", "")
+
+
+async def test_summary_the_model_could_not_check_is_checked_again_next_run(
+    store,
+) -> None:
+    trade, items = _trade_story()
+    no_checker = _chain(factcheck=None)
+
+    first = await summarize_story(
+        store, no_checker, trade, items, "en", settings=SETTINGS
+    )
+    checked = await summarize_story(
+        store, _chain(), trade, items, "en", settings=SETTINGS
+    )
+
+    assert (first.verdict, first.checker) == ("partly-verified", "")
+    assert (checked.verdict, checked.checker) == ("verified", "qwen")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,6 +60,7 @@ QUIET_DAY_NOTES = {
 }
 
 Relevance = Callable[[str, Story, Summary], float]
+EmbedTexts = Callable[[list[str]], Awaitable[Sequence[Sequence[float]]]]
 
 
 @dataclass
@@ -380,6 +381,43 @@ def rank_for_reader(
         skipped,
     )
     return entries
+
+
+async def vector_relevance(
+    embed: EmbedTexts,
+    topics: list[str],
+    summaries: list[Summary],
+    *,
+    low: float = 0.2,
+    high: float = 0.6,
+) -> Relevance:
+    """Topic relevance from an index's embeddings: cosine similarity of a
+    reader topic and a story's summary, mapped from [low, high] to [0, 1].
+
+    `embed` turns texts into vectors (the vector index's embedder); all
+    texts are embedded in one call before ranking, which stays synchronous.
+    """
+    texts = list(dict.fromkeys(topics))
+    keyed = {(s.story_id, s.lang): f"{s.headline}. {s.text}" for s in summaries}
+    vectors = list(await embed(texts + list(keyed.values()))) if texts else []
+    unit = [_unit(v) for v in vectors]
+    by_topic = dict(zip(texts, unit[: len(texts)], strict=True))
+    by_story = dict(zip(keyed, unit[len(texts) :], strict=True))
+
+    def relevance(topic: str, story: Story, summary: Summary) -> float:
+        a = by_topic.get(topic)
+        b = by_story.get((story.id, summary.lang))
+        if a is None or b is None:
+            return 0.0
+        cosine = sum(x * y for x, y in zip(a, b, strict=True))
+        return max(0.0, min(1.0, (cosine - low) / (high - low)))
+
+    return relevance
+
+
+def _unit(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 def quiet_day_note(reader: Reader) -> str:

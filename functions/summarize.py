@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, fields as dataclass_fields
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -422,9 +422,15 @@ def load_summary(
 
 
 def summary_from_dict(data: dict[str, Any]) -> Summary:
-    fields = dict(data)
-    fields["key_facts"] = [KeyFact(**f) for f in fields.get("key_facts", [])]
-    return Summary(**fields)
+    """A stored summary; fields a later version dropped are ignored."""
+    known = {f.name for f in dataclass_fields(Summary)}
+    fact_fields = {f.name for f in dataclass_fields(KeyFact)}
+    values = {k: v for k, v in data.items() if k in known}
+    values["key_facts"] = [
+        KeyFact(**{k: v for k, v in f.items() if k in fact_fields})
+        for f in values.get("key_facts", [])
+    ]
+    return Summary(**values)
 
 
 def latest_topics(store: Store, story_ids: list[str]) -> dict[str, list[str]]:

@@ -8,7 +8,12 @@ import pytest
 from sqlalchemy import insert
 
 from functions.models import Source, Story, Summary
-from functions.rank import load_profile, quiet_day_note, rank_for_reader
+from functions.rank import (
+    load_profile,
+    quiet_day_note,
+    rank_for_reader,
+    vector_relevance,
+)
 from functions.summarize import save_summary
 from infra import db
 from infra.config import Settings
@@ -355,3 +360,23 @@ def test_feedback_fades_with_time(store) -> None:
 
     assert profile.topic_weights["trade"] == pytest.approx(0.7616, abs=1e-3)
     assert profile.topic_weights["energy"] == pytest.approx(0.2449, abs=1e-3)
+
+
+async def test_vector_similarity_adds_relevance_the_words_miss(store, day) -> None:
+    """ "seismic activity" shares no word with the quake story; an embedder
+    that places them together lets the reader's topic find it."""
+    stories, summaries = day
+    reader = Reader(id="r1", chat_id="1", topics=["seismic activity"], digest_size=1)
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        return [
+            [1.0, 0.0] if ("seismic" in t or "quake" in t) else [0.0, 1.0]
+            for t in texts
+        ]
+
+    relevance = await vector_relevance(embed, reader.topics, list(summaries.values()))
+
+    lexical = _ids(_rank(store, reader, stories, summaries))
+    semantic = _ids(_rank(store, reader, stories, summaries, relevance=relevance))
+    assert lexical != ["quake"]
+    assert semantic == ["quake"]

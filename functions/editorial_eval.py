@@ -469,11 +469,13 @@ def _replay(
     rows: list[dict[str, Any]] = []
     try:
         summaries = _prepare_store(store, samples)
+        outlets = {s.story.id: s.items[0].source for s in samples}
         start = min(s.story.first_seen for s in samples).replace(hour=0, minute=0)
         for day in sorted({s.day for s in samples}):
             now = start + timedelta(days=day, hours=23)
             if learn:
-                _record_taps(store, [t for t in log.taps if t.day == day - 1], now)
+                taps = [t for t in log.taps if t.day == day - 1]
+                _record_taps(store, taps, now, outlets)
             todays = [s.story for s in samples if s.day == day]
             recency = [
                 s.id
@@ -518,23 +520,9 @@ def _mean(values: list[float]) -> float:
 def _prepare_store(
     store: Store, samples: list[SampleStory]
 ) -> dict[tuple[str, str], Summary]:
-    """Articles, story members and reference summaries, as a run would leave them."""
+    """Articles and reference summaries, as a run would leave them."""
     store.upsert_items(i for s in samples for i in s.items)
     summaries: dict[tuple[str, str], Summary] = {}
-    with store.begin() as conn:
-        conn.execute(
-            insert(db.story_members),
-            [
-                dict(
-                    item_id=i.id,
-                    story_id=s.story.id,
-                    sieve="sample",
-                    joined_at=i.published,
-                )
-                for s in samples
-                for i in s.items
-            ],
-        )
     for sample in samples:
         for lang, sentences in sample.reference.items():
             summary = Summary(
@@ -551,7 +539,10 @@ def _prepare_store(
     return summaries
 
 
-def _record_taps(store: Store, taps: list[Tap], when: datetime) -> None:
+def _record_taps(
+    store: Store, taps: list[Tap], when: datetime, outlets: dict[str, str]
+) -> None:
+    """Taps as the bot stores them: the story, its topic for a mute, its outlet."""
     if not taps:
         return
     with store.begin() as conn:
@@ -563,7 +554,7 @@ def _record_taps(store: Store, taps: list[Tap], when: datetime) -> None:
                     story_id=t.story,
                     action=t.action,
                     topic=t.topic,
-                    source=None,
+                    source=outlets.get(t.story),
                     created_at=when - timedelta(hours=12),
                 )
                 for t in taps

@@ -2,11 +2,11 @@
 
 Two passes. The deterministic pass finds every number, date, quote and
 named entity of a sentence in the member articles (after normalization)
-and compares the negation of each clause with the article clauses that say
-the same thing. The model
-pass, by a different provider from the writer where two are configured,
-judges each sentence and must quote its evidence; the quote is checked
-against the articles, and a quote that is not there counts as no evidence.
+and compares the negation of each clause with the article clauses that
+say the same thing. The model pass, by a different provider from the
+writer where two are configured, judges each sentence and must quote its
+evidence; the quote is checked against the articles, and a quote that is
+not there counts as no evidence.
 
 Policy (applied by `apply_verdicts`): unsupported and contradicted
 sentences are removed; a summary that keeps too little is redone by the

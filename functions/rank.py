@@ -4,9 +4,10 @@ A story's score mixes topic relevance, weights learned from the reader's
 own feedback (decaying with time), coverage, freshness, importance and the
 weight of its sources. A diversity pass (maximal marginal relevance) keeps
 one event from filling a digest. Stories already delivered to the reader
-are left out, unless they have since gained new members (then they come
-back once, as updates). Below an absolute score floor nothing is sent:
-a slow day makes a shorter digest, and a day with nothing gives a note.
+are left out, unless new facts have revised them since (then they come
+back once, as updates; more copies of known facts are not news). Below
+an absolute score floor nothing is sent: a slow day makes a shorter
+digest, and a day with nothing gives a note.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from functions.extractive import base_lang
 from functions.models import DigestEntry, Item, Source, SourceLink, Story, Summary
@@ -155,23 +156,10 @@ def delivered_story_ids(
     return sent
 
 
-def _grown_since(store: Store, sent: dict[str, datetime]) -> set[str]:
-    """Delivered stories that gained members after they were sent."""
-    if not sent:
-        return set()
-    table = db.story_members
-    query = (
-        select(table.c.story_id, func.max(table.c.joined_at).label("newest"))
-        .where(table.c.story_id.in_(list(sent)))
-        .group_by(table.c.story_id)
-    )
-    with store.begin() as conn:
-        rows = conn.execute(query).all()
-    return {
-        r.story_id
-        for r in rows
-        if (newest := as_utc(r.newest)) is not None and newest > sent[r.story_id]
-    }
+def _revised_since(story: Story, sent_at: datetime) -> bool:
+    """A delivered story is news again only once new facts have revised it."""
+    revised = as_utc(story.revised_at)
+    return story.updated_with_new_facts and revised is not None and revised > sent_at
 
 
 @dataclass
@@ -328,14 +316,13 @@ def rank_for_reader(
         store, reader, now=now, half_life_days=settings.feedback_half_life_days
     )
     sent = delivered_story_ids(store, reader.id, edition=edition)
-    grown = _grown_since(store, sent)
     configured = sources or {}
     weights = {name: s.weight for name, s in configured.items()}
 
     candidates: list[Candidate] = []
     skipped = {"delivered": 0, "muted": 0, "no-summary": 0, "below-floor": 0}
     for story in stories:
-        if story.id in sent and story.id not in grown:
+        if story.id in sent and not _revised_since(story, sent[story.id]):
             skipped["delivered"] += 1
             continue
         summary = _summary_for(summaries, story.id, lang)

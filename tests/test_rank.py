@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -235,43 +235,22 @@ def test_stories_already_delivered_are_excluded(store, day) -> None:
     assert "trade" in rerun
 
 
-def test_delivered_story_with_new_members_comes_back_as_update(store, day) -> None:
+def test_delivered_story_comes_back_only_when_new_facts_revised_it(store, day) -> None:
     stories, summaries = day
     reader = Reader(id="r1", chat_id="1")
-    _deliver(
-        store, "r1", "2026-03-01", ["trade", "chips"], when=NOW - timedelta(hours=5)
-    )
-    with store.begin() as conn:
-        conn.execute(
-            insert(db.story_members),
-            [
-                dict(
-                    item_id="trade-1",
-                    story_id="trade",
-                    sieve="exact",
-                    joined_at=NOW - timedelta(hours=6),
-                ),
-                dict(
-                    item_id="trade-2",
-                    story_id="trade",
-                    sieve="semantic",
-                    joined_at=NOW - timedelta(hours=1),
-                ),
-                dict(
-                    item_id="chips-1",
-                    story_id="chips",
-                    sieve="exact",
-                    joined_at=NOW - timedelta(hours=6),
-                ),
-            ],
-        )
+    sent_at = NOW - timedelta(hours=5)
+    _deliver(store, "r1", "2026-03-01", ["trade", "chips", "quake"], when=sent_at)
+    by_id = {s.id: s for s in stories}
+    # New facts after the delivery; new facts before it; more copies only.
+    by_id["trade"].revision, by_id["trade"].revised_at = 2, NOW - timedelta(hours=1)
+    by_id["chips"].revision, by_id["chips"].revised_at = 2, NOW - timedelta(hours=9)
+    by_id["quake"].member_ids.append("quake-copy")
 
-    entries = _rank(store, reader, stories, summaries, edition="2026-03-02")
+    entries = {e.story.id: e for e in _rank(store, reader, stories, summaries)}
 
-    by_id = {e.story.id: e for e in entries}
-    assert by_id["trade"].is_update
-    assert "chips" not in by_id
-    assert not by_id["quake"].is_update
+    assert entries["trade"].is_update
+    assert "chips" not in entries and "quake" not in entries
+    assert not entries["rail"].is_update
 
 
 def test_slow_day_gives_a_shorter_digest_not_filler(store, day) -> None:
@@ -349,6 +328,38 @@ def test_muted_topics_from_the_profile_are_respected(store, day) -> None:
     reader = Reader(id="alice", chat_id="1", muted_topics=["Taiwan"])
 
     assert "navy" not in _ids(_rank(store, reader, stories, summaries))
+
+
+def test_feedback_without_topic_or_source_uses_the_story_own(store, day) -> None:
+    """A tap may name only the story: its stored topics and member sources count."""
+    stories, summaries = day
+    save_summary(store, summaries[("chips", "en")], "k", "v")
+    with store.begin() as conn:
+        conn.execute(insert(db.story_members), [_member_row("chips-1", "chips")])
+    reader = Reader(id="alice", chat_id="1")
+
+    _tap(store, "alice", "chips", "more")
+
+    profile = load_profile(store, reader, now=NOW, half_life_days=14)
+    assert profile.topic_weights == {"technology": pytest.approx(0.7616, abs=1e-3)}
+    assert profile.source_weights == {"Pacific Ledger": pytest.approx(0.7616, abs=1e-3)}
+
+
+def _member_row(item_id: str, story_id: str) -> dict[str, object]:
+    """A story_members row with every required column filled, whatever the schema."""
+    blanks = {str: "", int: 0, float: 0.0, bool: False, list: [], bytes: b""}
+    row: dict[str, object] = {"item_id": item_id, "story_id": story_id}
+    for column in db.story_members.c:
+        if column.name in row or column.nullable:
+            continue
+        try:
+            python_type = column.type.python_type
+        except NotImplementedError:
+            python_type = list
+        row[column.name] = (
+            NOW if python_type is datetime else blanks.get(python_type, "")
+        )
+    return row
 
 
 def test_feedback_fades_with_time(store) -> None:

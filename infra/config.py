@@ -142,6 +142,25 @@ class Settings(BaseSettings):
     digest_size: int = Field(default=8, alias="DIGEST_SIZE")
     cluster_window_hours: int = Field(default=72, alias="DIGEST_CLUSTER_WINDOW_HOURS")
 
+    # Editorial: summaries, fact-check, ranking
+    summary_max_sentences: int = Field(default=3, alias="DIGEST_SUMMARY_MAX_SENTENCES")
+    # Characters of summary text; Chinese carries about twice the news per character.
+    summary_max_chars: int = Field(default=480, alias="DIGEST_SUMMARY_MAX_CHARS")
+    summary_max_chars_zh: int = Field(default=220, alias="DIGEST_SUMMARY_MAX_CHARS_ZH")
+    summary_concurrency: int = Field(default=8, alias="DIGEST_SUMMARY_CONCURRENCY")
+    # A checked summary keeping less than this share of its sentences is redone.
+    factcheck_min_kept: float = Field(default=0.6, alias="DIGEST_FACTCHECK_MIN_KEPT")
+    feedback_half_life_days: float = Field(
+        default=14.0, alias="DIGEST_FEEDBACK_HALF_LIFE_DAYS"
+    )
+    rank_score_floor: float = Field(default=0.35, alias="DIGEST_RANK_SCORE_FLOOR")
+    # 0 ranks by score alone; 1 picks for difference alone (MMR's 1 - lambda).
+    rank_diversity: float = Field(default=0.3, alias="DIGEST_RANK_DIVERSITY")
+    rank_freshness_hours: float = Field(
+        default=24.0, alias="DIGEST_RANK_FRESHNESS_HOURS"
+    )
+    opening_line: bool = Field(default=True, alias="DIGEST_OPENING_LINE")
+
     @property
     def admin_chat_ids(self) -> list[int]:
         return [int(x) for x in self.telegram_admin_chat_ids.split(",") if x.strip()]

@@ -41,9 +41,15 @@ def _initial_schema(conn: Connection) -> None:
     db.metadata.create_all(conn, checkfirst=True)
 
 
+def _editorial_tables(conn: Connection) -> None:
+    db.summaries.create(conn, checkfirst=True)
+    db.fact_checks.create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
+    (2, "summaries and fact checks", _editorial_tables),
 ]
 
 

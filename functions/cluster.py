@@ -507,7 +507,8 @@ class _Run:
             join.new_facts = fresh
             if fresh and fact_weight(fresh) >= self.config.min_new_facts:
                 story.revision += 1
-                story.revised_at = item.published
+                # When the run learnt them: a digest sent before then lacks them.
+                story.revised_at = self.now
                 story.new_facts = fresh[:MAX_NEW_FACTS_KEPT]
                 story.revised = True
             if not same_article:

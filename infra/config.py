@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=5_000_000, alias="DIGEST_FETCH_MAX_BYTES")
     fetch_retries: int = Field(default=2, alias="DIGEST_FETCH_RETRIES")
     fetch_concurrency: int = Field(default=16, alias="DIGEST_FETCH_CONCURRENCY")
+    fetch_backoff_s: float = Field(default=0.5, alias="DIGEST_FETCH_BACKOFF_S")
+    fetch_backoff_max_s: float = Field(default=8.0, alias="DIGEST_FETCH_BACKOFF_MAX_S")
+    fetch_max_retry_after_s: float = Field(
+        default=30.0, alias="DIGEST_FETCH_MAX_RETRY_AFTER_S"
+    )
 
     # Chat models
     deepseek_api_key: SecretStr | None = Field(default=None, alias="DEEPSEEK_API_KEY")
@@ -188,6 +193,25 @@ class Settings(BaseSettings):
     # Digest
     digest_size: int = Field(default=8, alias="DIGEST_SIZE")
     cluster_window_hours: int = Field(default=72, alias="DIGEST_CLUSTER_WINDOW_HOURS")
+
+    # Editorial: summaries, fact-check, ranking
+    summary_max_sentences: int = Field(default=3, alias="DIGEST_SUMMARY_MAX_SENTENCES")
+    # Characters of summary text; Chinese carries about twice the news per character.
+    summary_max_chars: int = Field(default=480, alias="DIGEST_SUMMARY_MAX_CHARS")
+    summary_max_chars_zh: int = Field(default=220, alias="DIGEST_SUMMARY_MAX_CHARS_ZH")
+    summary_concurrency: int = Field(default=8, alias="DIGEST_SUMMARY_CONCURRENCY")
+    # A checked summary keeping less than this share of its sentences is redone.
+    factcheck_min_kept: float = Field(default=0.6, alias="DIGEST_FACTCHECK_MIN_KEPT")
+    feedback_half_life_days: float = Field(
+        default=14.0, alias="DIGEST_FEEDBACK_HALF_LIFE_DAYS"
+    )
+    rank_score_floor: float = Field(default=0.35, alias="DIGEST_RANK_SCORE_FLOOR")
+    # 0 ranks by score alone; 1 picks for difference alone (MMR's 1 - lambda).
+    rank_diversity: float = Field(default=0.3, alias="DIGEST_RANK_DIVERSITY")
+    rank_freshness_hours: float = Field(
+        default=24.0, alias="DIGEST_RANK_FRESHNESS_HOURS"
+    )
+    opening_line: bool = Field(default=True, alias="DIGEST_OPENING_LINE")
 
     @property
     def admin_chat_ids(self) -> list[int]:

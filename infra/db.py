@@ -245,3 +245,43 @@ llm_cache = Table(
     Column("value", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Editorial ----------------------------------------------------------------
+
+# One checked summary per story, language, member set and prompt version:
+# a story that gains no member is never summarized twice.
+summaries = Table(
+    "summaries",
+    metadata,
+    Column("story_id", String(40), primary_key=True),
+    Column("lang", String(8), primary_key=True),
+    Column("member_key", String(64), primary_key=True),
+    Column("prompt_version", String(40), primary_key=True),
+    Column("method", String(20), nullable=False),
+    Column("provider", String(40), nullable=False, default=""),
+    Column("verdict", String(20), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_summaries_story", "story_id"),
+)
+
+# The fact-check's verdict on each sentence of each draft, kept to be shown
+# and to measure the writers.
+fact_checks = Table(
+    "fact_checks",
+    metadata,
+    Column("story_id", String(40), primary_key=True),
+    Column("lang", String(8), primary_key=True),
+    Column("member_key", String(64), primary_key=True),
+    Column("prompt_version", String(40), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("sentence_index", Integer, primary_key=True),
+    Column("sentence", Text, nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("evidence", Text, nullable=True),
+    Column("item_ids", JSON, nullable=False),
+    Column("writer", String(40), nullable=False, default=""),
+    Column("checker", String(40), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

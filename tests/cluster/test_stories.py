@@ -280,14 +280,15 @@ async def test_slow_story_with_new_facts_comes_back_as_an_update(
         "rose to 31 on Tuesday, with 85 injured and 1,400 people relocated.",
         hours=26,
     )
-    report = await harness.run([day_two])
+    report = await harness.run([day_two], now=T0 + timedelta(hours=27))
 
     (story,) = recent_stories(harness.store, since=T0 + timedelta(hours=24))
     assert story.member_ids == ["q0", "q1", "d2"]
     assert report.stories_revised == 1
     assert story.revision == 2
     assert story.updated_with_new_facts
-    assert story.revised_at == day_two.published
+    # The run that learnt the new facts, not the member's publication time.
+    assert story.revised_at == T0 + timedelta(hours=27)
     assert {"n:31", "n:1400"} <= set(story.new_facts)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,11 +50,10 @@ def make_item(
     )
 
 
-def cluster_config(**changes: object) -> ClusterConfig:
+def cluster_config(**changes: Any) -> ClusterConfig:
     thresholds = {k: dict(v) for k, v in CLUSTER_THRESHOLDS.items()}
     thresholds["upstash"] = dict(FAKE_UPSTASH_THRESHOLDS)
-    base = ClusterConfig(thresholds=thresholds)
-    return ClusterConfig(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return replace(ClusterConfig(thresholds=thresholds), **changes)
 
 
 @pytest.fixture(scope="session")

@@ -546,19 +546,20 @@ class UpstashVectorIndex:
         return sorted(found, key=lambda n: (-n.score, n.id))
 
     async def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        if not ids:
-            return {}
-        fetched = await self._call(
-            "fetch",
-            self._index.fetch(
-                ids=list(ids), include_vectors=True, namespace=self.namespace
-            ),
-        )
-        return {
-            r.id: np.asarray(r.vector, dtype=np.float32)
-            for r in fetched
-            if r is not None and r.vector
-        }
+        found: dict[str, np.ndarray] = {}
+        for chunk in _chunks(ids, UPSTASH_UPSERT_CHUNK):
+            fetched = await self._call(
+                "fetch",
+                self._index.fetch(
+                    ids=chunk, include_vectors=True, namespace=self.namespace
+                ),
+            )
+            found.update(
+                (r.id, np.asarray(r.vector, dtype=np.float32))
+                for r in fetched
+                if r is not None and r.vector
+            )
+        return found
 
     async def upsert(self, docs: Sequence[VectorDoc], vectors: np.ndarray) -> None:
         # By text again, so the stored vector is Upstash's own and the

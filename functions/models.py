@@ -70,11 +70,22 @@ class Story:
     last_seen: datetime
     langs: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # Starts at 1; rises only when a new member brings facts (numbers, names)
+    # the story did not have. A digest that sent revision N sends the story
+    # again only once revision > N: more copies of known facts are not news.
+    revision: int = 1
+    revised_at: datetime | None = None
+    new_facts: list[str] = field(default_factory=list)
 
     @property
     def coverage(self) -> int:
         """Distinct sources carrying the story: the strongest importance signal."""
         return len(set(self.sources))
+
+    @property
+    def updated_with_new_facts(self) -> bool:
+        """True once any member after the first added facts."""
+        return self.revision > 1
 
 
 @dataclass

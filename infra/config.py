@@ -15,6 +15,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = ROOT / "sources.toml"
 
+# Semantic-sieve thresholds: cosine similarity, per embedder and language pair.
+# An item joins a story when enough of its members score at least this much.
+# Values above 1 switch a pair off. "same" and "cross" cover other languages.
+#
+# hashing-v1: MEASUREMENT_PENDING
+# upstash: the index's built-in model (BGE-M3 by default) scores on its own
+#   scale; not measured here (no account): run
+#   `digest eval dedup --index upstash` and set these from its sweep.
+CLUSTER_THRESHOLDS: dict[str, dict[str, float]] = {
+    "hashing-v1": {"en-en": 0.45, "zh-zh": 0.45, "en-zh": 1.01, "cross": 1.01},
+    "upstash": {"en-en": 0.80, "zh-zh": 0.80, "en-zh": 0.72, "same": 0.80},
+    "default": {"same": 0.80, "cross": 1.01},
+}
+
 
 class Settings(BaseSettings):
     """All knobs of China to Watch; names match `.env.example`."""
@@ -60,6 +74,27 @@ class Settings(BaseSettings):
     upstash_vector_rest_token: SecretStr | None = Field(
         default=None, alias="UPSTASH_VECTOR_REST_TOKEN"
     )
+
+    upstash_vector_timeout_s: float = Field(
+        default=5.0, alias="DIGEST_UPSTASH_TIMEOUT_S"
+    )
+    upstash_vector_retries: int = Field(default=1, alias="DIGEST_UPSTASH_RETRIES")
+    upstash_vector_namespace: str = Field(default="", alias="DIGEST_UPSTASH_NAMESPACE")
+
+    # Clustering
+    embedder: str = Field(default="hashing", alias="DIGEST_EMBEDDER")
+    cluster_thresholds: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in CLUSTER_THRESHOLDS.items()},
+        alias="DIGEST_CLUSTER_THRESHOLDS",
+    )
+    cluster_near_jaccard: float = Field(
+        default=0.5, alias="DIGEST_CLUSTER_NEAR_JACCARD"
+    )
+    cluster_quorum: float = Field(default=0.6, alias="DIGEST_CLUSTER_QUORUM")
+    cluster_top_k: int = Field(default=30, alias="DIGEST_CLUSTER_TOP_K")
+    cluster_cross_mnn: bool = Field(default=True, alias="DIGEST_CLUSTER_CROSS_MNN")
+    cluster_min_new_facts: int = Field(default=2, alias="DIGEST_CLUSTER_MIN_NEW_FACTS")
+    cluster_keys_days: int = Field(default=14, alias="DIGEST_CLUSTER_KEYS_DAYS")
 
     # Telegram
     telegram_bot_token: SecretStr | None = Field(

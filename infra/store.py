@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Row
 
 from functions.models import Item
@@ -26,9 +36,19 @@ def _initial_schema(conn: Connection) -> None:
     db.metadata.create_all(conn, checkfirst=True)
 
 
+def _clustering_schema(conn: Connection) -> None:
+    """Story tables as the clusterer writes them; the skeleton's were never written."""
+    columns = {c["name"] for c in inspect(conn).get_columns("stories")}
+    if "revision" not in columns:
+        conn.execute(text("DROP TABLE IF EXISTS story_members"))
+        conn.execute(text("DROP TABLE IF EXISTS stories"))
+    db.metadata.create_all(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
+    (2, "clustering: stories, members, keys, local vectors", _clustering_schema),
 ]
 
 

@@ -198,3 +198,9 @@ cluster_vectors = Table(
     Column("vector", LargeBinary, nullable=False),
     Index("ix_cluster_vectors_embedder_published", "embedder", "published"),
 )
+
+# Embedding cache ---------------------------------------------------------------
+# `items.vector` keeps the item's unit vector; `vector_key` names the embedder
+# and hashes the text it embedded (`infra.embedders.vector_key`), so a new
+# embedder or an edited article is embedded again and nothing else ever is.
+items.append_column(Column("vector_key", String(100), nullable=True))

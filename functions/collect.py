@@ -16,7 +16,7 @@ from typing import Any
 
 from functions.fetch import FetchOutcome, FetchPolicy, fetch_all
 from functions.models import Item, Source
-from functions.normalize import normalize_entry
+from functions.normalize import drop_ambiguous_keys, normalize_entry
 from functions.parse import FeedError, parse_feed
 from infra.config import Settings
 from infra.store import Store, utcnow
@@ -35,7 +35,8 @@ class SourceResult:
 
     name: str
     url: str
-    status: str  # ok | not_modified | failed | blocked | empty | paused | stale
+    # ok | not_modified | stale | failed | blocked | empty | backoff | paused
+    status: str
     fetched: int = 0
     new: int = 0
     updated: int = 0
@@ -83,13 +84,20 @@ def policy_from(settings: Settings) -> FetchPolicy:
         max_bytes=settings.fetch_max_bytes,
         retries=settings.fetch_retries,
         concurrency=settings.fetch_concurrency,
+        backoff_s=settings.fetch_backoff_s,
+        backoff_max_s=settings.fetch_backoff_max_s,
+        max_retry_after_s=settings.fetch_max_retry_after_s,
     )
 
 
 def items_from_outcome(
     outcome: FetchOutcome, now: datetime
 ) -> tuple[list[Item], list[str]]:
-    """Parse and normalize one fetched body; raises FeedError when it has no items."""
+    """Parse and normalize one fetched body; raises FeedError when it has no items.
+
+    An entry that cannot be normalized is skipped with a warning; it never
+    costs the feed its other items.
+    """
     assert outcome.body is not None
     parsed = parse_feed(
         outcome.body,
@@ -97,20 +105,36 @@ def items_from_outcome(
         content_type=outcome.headers.get("content-type"),
     )
     feed_lang = parsed.feed.get("language") if parsed.feed else None
+    warnings = list(parsed.warnings)
     items = []
+    skipped = 0
     for entry in parsed.entries:
-        item = normalize_entry(
-            entry,
-            outcome.source,
-            feed_url=outcome.final_url,
-            feed_lang=feed_lang,
-            now=now,
-        )
+        try:
+            item = normalize_entry(
+                entry,
+                outcome.source,
+                feed_url=outcome.final_url,
+                feed_lang=feed_lang,
+                now=now,
+            )
+        except Exception:
+            skipped += 1
+            _LOGGER.warning(
+                "%s: skipped an entry that could not be read",
+                outcome.source.name,
+                exc_info=True,
+            )
+            continue
         if item is not None:
             items.append(item)
+    if skipped:
+        warnings.append(
+            f"skipped {skipped} unreadable entr{'y' if skipped == 1 else 'ies'}"
+        )
     if not items:
         raise FeedError("entries had neither title nor text")
-    return items, parsed.warnings
+    warnings += drop_ambiguous_keys(items)
+    return items, warnings
 
 
 async def collect(
@@ -149,16 +173,18 @@ async def collect(
         new_items.extend(items)
     for source in skipped:
         state = states[source.name]
+        failures = int(state.get("consecutive_failures") or 0)
         until = state.get("paused_until")
+        status = "paused" if failures >= PAUSE_AFTER else "backoff"
         results.append(
             SourceResult(
                 source.name,
                 source.url,
-                "paused",
-                error=f"backing off until {until:%Y-%m-%d %H:%M} UTC "
-                f"after {state.get('consecutive_failures', 0)} failures: "
-                f"{state.get('last_error')}",
-                consecutive_failures=int(state.get("consecutive_failures") or 0),
+                status,
+                error=f"{'paused' if status == 'paused' else 'backing off'} "
+                f"until {until:%Y-%m-%d %H:%M} UTC after {failures} failure(s) "
+                f"in a row; last: {state.get('last_error')}",
+                consecutive_failures=failures,
             )
         )
 
@@ -182,6 +208,29 @@ def _paused(state: dict[str, Any], now: datetime) -> bool:
 def _record(
     outcome: FetchOutcome, store: Store, state: dict[str, Any], now: datetime
 ) -> tuple[SourceResult, list[Item]]:
+    """Store one source's items and health; a bug here fails only this source."""
+    try:
+        return _store_outcome(outcome, store, state, now)
+    except Exception as exc:
+        _LOGGER.exception(
+            "source %s: could not store what it gave", outcome.source.name
+        )
+        result = SourceResult(
+            outcome.source.name,
+            outcome.source.url,
+            "failed",
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            bytes=outcome.bytes_received,
+            attempts=outcome.attempts,
+            elapsed_s=outcome.elapsed_s,
+        )
+        _save_health(store, outcome.source.name, state, now, result, {})
+        return result, []
+
+
+def _store_outcome(
+    outcome: FetchOutcome, store: Store, state: dict[str, Any], now: datetime
+) -> tuple[SourceResult, list[Item]]:
     source = outcome.source
     result = SourceResult(
         source.name,
@@ -192,49 +241,56 @@ def _record(
         attempts=outcome.attempts,
         elapsed_s=outcome.elapsed_s,
     )
-    items: list[Item] = []
-
-    if outcome.status == "ok":
-        try:
-            parsed, result.warnings = items_from_outcome(outcome, now)
-        except FeedError as exc:
-            result.status = "empty"
-            result.error = str(exc)
-        else:
-            upserted = store.upsert_items(parsed)
-            new_ids = set(upserted.new)
-            # A feed may carry one article twice (retitled): keep its latest version.
-            items = list({i.id: i for i in parsed if i.id in new_ids}.values())
-            result.fetched = len({i.id for i in parsed})
-            result.new = len(upserted.new)
-            result.updated = len(upserted.updated)
-            newest = (
-                max(i.published for i in parsed if not i.published_estimated)
-                if any(not i.published_estimated for i in parsed)
-                else None
-            )
-            if newest and now - newest > timedelta(hours=source.max_age_hours):
-                result.status = "stale"
-                result.error = (
-                    f"newest item is {(now - newest).total_seconds() / 3600:.0f}h old "
-                    f"(limit {source.max_age_hours:g}h)"
-                )
-            values: dict[str, Any] = {
-                "etag": outcome.etag,
-                "last_modified": outcome.last_modified,
-                "last_success": now,
-            }
-            if newest:
-                values["newest_item"] = newest
-            _save_health(store, source.name, state, now, result, values)
-            return result, items
 
     if outcome.status == "not_modified":
+        _mark_stale(result, source, state.get("newest_item"), now)
         _save_health(store, source.name, state, now, result, {"last_success": now})
-        return result, items
+        return result, []
 
-    _save_health(store, source.name, state, now, result, {})
+    if outcome.status != "ok":
+        _save_health(
+            store, source.name, state, now, result, {}, retry_after=outcome.retry_after
+        )
+        return result, []
+
+    try:
+        parsed, result.warnings = items_from_outcome(outcome, now)
+    except FeedError as exc:
+        result.status = "empty"
+        result.error = str(exc)
+        _save_health(store, source.name, state, now, result, {})
+        return result, []
+
+    upserted = store.upsert_items(parsed)
+    new_ids = set(upserted.new)
+    # A feed may carry one article twice (retitled): keep its latest version.
+    items = list({i.id: i for i in parsed if i.id in new_ids}.values())
+    result.fetched = len({i.id for i in parsed})
+    result.new = len(new_ids)
+    result.updated = len(set(upserted.updated) - new_ids)
+    dated = [i.published for i in parsed if not i.published_estimated]
+    newest = max(dated) if dated else None
+    _mark_stale(result, source, newest, now)
+    values: dict[str, Any] = {
+        "etag": outcome.etag,
+        "last_modified": outcome.last_modified,
+        "last_success": now,
+    }
+    if newest:
+        values["newest_item"] = newest
+    _save_health(store, source.name, state, now, result, values)
     return result, items
+
+
+def _mark_stale(
+    result: SourceResult, source: Source, newest: datetime | None, now: datetime
+) -> None:
+    if newest and now - newest > timedelta(hours=source.max_age_hours):
+        result.status = "stale"
+        result.error = (
+            f"newest item is {(now - newest).total_seconds() / 3600:.0f}h old "
+            f"(limit {source.max_age_hours:g}h)"
+        )
 
 
 def _save_health(
@@ -244,6 +300,8 @@ def _save_health(
     now: datetime,
     result: SourceResult,
     values: dict[str, Any],
+    *,
+    retry_after: float | None = None,
 ) -> None:
     failed = result.status in ("failed", "blocked", "empty")
     failures = int(state.get("consecutive_failures") or 0) + 1 if failed else 0
@@ -255,8 +313,13 @@ def _save_health(
         consecutive_failures=failures,
         paused_until=None,
     )
+    until: datetime | None = None
     if failures >= PAUSE_AFTER:
-        values["paused_until"] = now + PAUSE_FOR
+        until = now + PAUSE_FOR
+        result.error = (
+            f"{result.error}; paused for {PAUSE_FOR.days} days after "
+            f"{failures} failures in a row"
+        )
         _LOGGER.warning(
             "source %s paused for %s after %d failures in a row: %s",
             name,
@@ -265,6 +328,10 @@ def _save_health(
             result.error,
         )
     elif failures >= BACKOFF_AFTER:
-        backoff = min(timedelta(hours=2 ** (failures - BACKOFF_AFTER)), MAX_BACKOFF)
-        values["paused_until"] = now + backoff
+        until = now + min(timedelta(hours=2 ** (failures - BACKOFF_AFTER)), MAX_BACKOFF)
+    if retry_after:
+        # The server said when to come back: never sooner than that.
+        asked = now + min(timedelta(seconds=retry_after), MAX_BACKOFF)
+        until = max(until, asked) if until else asked
+    values["paused_until"] = until
     store.save_source_state(name, **values)

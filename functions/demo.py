@@ -98,6 +98,12 @@ class _Handler(BaseHTTPRequestHandler):
         _LOGGER.debug("sample server: " + format, *args)
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 makes the sixth simultaneous connect wait ~1s.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @contextmanager
 def serve_samples(
     directory: Path = SAMPLES, *, now: datetime | None = None
@@ -108,7 +114,7 @@ def serve_samples(
     handler = type(
         "SampleHandler", (_Handler,), {"directory": directory, "delta": delta}
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -7,16 +7,15 @@ before a space; Chinese ones end with 。！？ (closing quotes stay attached).
 
 from __future__ import annotations
 
-import html
 import re
 
 from functions.models import Item, KeyFact, Story, Summary
+from functions.topics import infer_topics
+from functions.untrusted import article_text
 
 # A sentence longer than this is cut at a clause boundary and marked with "…".
 MAX_SENTENCE_CHARS = 320
 
-_TAG = re.compile(r"<[^>]+>")
-_SPACE = re.compile(r"\s+")
 
 # Chinese ends a sentence with 。！？, optionally followed by closing quotes
 # or brackets; no space is needed after it.
@@ -38,8 +37,9 @@ def base_lang(lang: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Plain text from what a feed gave: tags removed, entities decoded, one space."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text))).strip()
+    """Plain text from what a feed gave: what a browser would show, on one line,
+    without sentences that address a model."""
+    return article_text(text)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -145,6 +145,7 @@ def extractive_summary(
         headline=title,
         sentences=sentences,
         key_facts=[KeyFact(text=s, item_ids=[lead.id]) for s in sentences],
+        topics=infer_topics(" ".join([title, *sentences])),
         importance=importance_from_coverage(story),
         method="extractive",
         text_lang=text_lang,

@@ -93,6 +93,8 @@ class KeyFact:
     text: str
     item_ids: list[str]
     corroborated: bool = False
+    # Independent sources carrying the fact (copies of one wire story count once).
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -112,10 +114,26 @@ class Summary:
     verdict: str = "unchecked"  # unchecked | verified | partly-verified | failed
     # Set when no member is written in `lang`: the language the text is in.
     text_lang: str = ""
+    # Per sentence, the independent sources that carry it (after fact-check).
+    sentence_sources: list[list[str]] = field(default_factory=list)
+    checker: str = ""  # provider of the model fact-check pass, if it ran
 
     @property
     def text(self) -> str:
         return " ".join(self.sentences)
+
+    def attributed_sentences(self) -> list[str]:
+        """Sentences, each claim one source alone carries attributed to it."""
+        out: list[str] = []
+        for n, sentence in enumerate(self.sentences):
+            sources = self.sentence_sources[n] if n < len(self.sentence_sources) else []
+            if len(sources) != 1:
+                out.append(sentence)
+            elif self.lang == "zh":
+                out.append(f"{sentence}（据{sources[0]}）")
+            else:
+                out.append(f"{sentence} ({sources[0]})")
+        return out
 
 
 @dataclass
@@ -131,6 +149,8 @@ class DigestEntry:
     summary: Summary
     links: list[SourceLink]
     score: float = 0.0
+    # Sent to this reader before; back because new facts revised the story.
+    is_update: bool = False
 
 
 @dataclass

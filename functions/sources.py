@@ -5,12 +5,26 @@ from __future__ import annotations
 import tomllib
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from functions.models import Source
+from functions.models import Ownership, Source
 
 FEED_SUFFIXES = {".xml", ".rss", ".atom", ".rdf", ".feed"}
+LANGS = ("en", "zh", "auto")
 _FIELDS = {f.name for f in fields(Source)}
+_OWNERSHIP = set(get_args(Ownership))
+_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "url": (str,),
+    "lang": (str,),
+    "weight": (int, float),
+    "timezone": (str,),
+    "ownership": (str,),
+    "label": (str,),
+    "max_age_hours": (int, float),
+    "gmt_means_local": (bool,),
+}
 
 
 class SourcesError(ValueError):
@@ -55,6 +69,7 @@ def _source_from_entry(entry: Any, path: Path, base_url: str | None) -> Source:
         raise SourcesError(
             f"{path}: source {entry['name']!r} has unknown keys: {sorted(unknown)}"
         )
+    _check_values(entry, path)
     url = str(entry["url"])
     if "://" not in url:
         if base_url:
@@ -65,11 +80,43 @@ def _source_from_entry(entry: Any, path: Path, base_url: str | None) -> Source:
     return Source(**{**entry, "url": url})
 
 
+def _check_values(entry: dict[str, Any], path: Path) -> None:
+    """Every value of a [[source]] has the right type and a known meaning."""
+    where = f"{path}: source {entry['name']!r}"
+    for key, value in entry.items():
+        expected = _TYPES[key]
+        if not isinstance(value, expected) or (
+            bool not in expected and isinstance(value, bool)
+        ):
+            names = " or ".join(t.__name__ for t in expected)
+            raise SourcesError(f"{where}: `{key}` must be {names}, not {value!r}")
+    if not entry["name"].strip() or not entry["url"].strip():
+        raise SourcesError(f"{where}: `name` and `url` must not be empty")
+    if entry.get("lang", "en") not in LANGS:
+        raise SourcesError(f"{where}: `lang` must be one of {', '.join(LANGS)}")
+    if entry.get("ownership", "unknown") not in _OWNERSHIP:
+        raise SourcesError(
+            f"{where}: `ownership` must be one of {', '.join(sorted(_OWNERSHIP))}"
+        )
+    if entry.get("max_age_hours", 1) <= 0 or entry.get("weight", 1) < 0:
+        raise SourcesError(f"{where}: `max_age_hours` and `weight` must be positive")
+    timezone = entry.get("timezone", "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SourcesError(
+            f"{where}: unknown `timezone` {timezone!r} (use an IANA name such as "
+            "Asia/Shanghai)"
+        ) from exc
+
+
 def _load_directory(directory: Path) -> list[Source]:
     files = sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and p.suffix.lower() in FEED_SUFFIXES
+        if p.is_file()
+        and p.suffix.lower() in FEED_SUFFIXES
+        and not p.name.startswith(".")
     )
     if not files:
         raise SourcesError(

@@ -28,7 +28,7 @@ from infra.embedders import (
     item_text,
     select_embedder,
 )
-from infra.store import Store
+from infra.store import MIGRATIONS, Store
 
 QUAKE_EN = (
     "Magnitude 6.1 earthquake strikes Luding county in Sichuan. The quake hit at "
@@ -317,10 +317,13 @@ async def test_vectors_are_ensured_off_the_event_loop(store: Store) -> None:
 
 def test_a_store_from_before_the_cache_gains_its_column(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
+    version = next(v for v, what, _ in MIGRATIONS if "vector_key" in what)
     old = Store(url)
     with old.begin() as conn:
         conn.execute(text("ALTER TABLE items DROP COLUMN vector_key"))
-        conn.execute(delete(db.schema_version).where(db.schema_version.c.version == 3))
+        conn.execute(
+            delete(db.schema_version).where(db.schema_version.c.version == version)
+        )
     old.close()
 
     store = Store(url)

@@ -35,6 +35,10 @@ def _register() -> None:
 
     for command in cli_llm.COMMANDS:
         cli.add_command(command)
+    from functions import cli_embed
+
+    for command in cli_embed.COMMANDS:
+        cli.add_command(command)
 
 
 def main() -> None:

@@ -285,3 +285,9 @@ fact_checks = Table(
     Column("checker", String(40), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Embedding cache ---------------------------------------------------------------
+# `items.vector` keeps the item's unit vector; `vector_key` names the embedder
+# and hashes the text it embedded (`infra.embedders.vector_key`), so a new
+# embedder or an edited article is embedded again and nothing else ever is.
+items.append_column(Column("vector_key", String(100), nullable=True))

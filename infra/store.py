@@ -57,11 +57,19 @@ def _clustering_schema(conn: Connection) -> None:
     db.metadata.create_all(conn, checkfirst=True)
 
 
+def _vector_key_column(conn: Connection) -> None:
+    """Stores made before the embedding cache get `items.vector_key`."""
+    columns = {c["name"] for c in inspect(conn).get_columns("items")}
+    if "vector_key" not in columns:
+        conn.execute(text("ALTER TABLE items ADD COLUMN vector_key VARCHAR(100)"))
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "summaries and fact checks", _editorial_tables),
     (3, "clustering: stories, members, keys, local vectors", _clustering_schema),
+    (4, "embedding cache: items.vector_key", _vector_key_column),
 ]
 
 

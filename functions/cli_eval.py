@@ -18,7 +18,7 @@ import click
 from functions.cluster import ClusterConfig
 from functions.dedup_eval import LabeledFileError, evaluate, load_labeled, render
 from infra.config import Settings, get_settings
-from infra.embed import get_embedder
+from infra.embedders import select_embedder
 from infra.store import Store
 from infra.vector import (
     IndexUnavailable,
@@ -99,7 +99,7 @@ def dedup(file: Path | None, as_json: bool, index_name: str, no_sweep: bool) -> 
 
 def _index(name: str, settings: Settings, store: Store) -> VectorIndex:
     if name == "local":
-        return LocalVectorIndex(store, get_embedder(settings.embedder))
+        return LocalVectorIndex(store, select_embedder(settings))
     url, token = settings.upstash_vector_rest_url, settings.upstash_vector_rest_token
     if not url or token is None:
         raise click.ClickException(

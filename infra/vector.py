@@ -33,6 +33,7 @@ from upstash_vector.types import Data
 from infra import db
 from infra.config import Settings
 from infra.embed import Embedder, as_unit_rows, get_embedder
+from infra.embedders import select_embedder
 from infra.logs import redact
 from infra.store import Store, as_utc
 
@@ -587,7 +588,7 @@ class UpstashVectorIndex:
 
 def build_index(settings: Settings, store: Store) -> VectorIndex:
     """Upstash when it is configured (with the local index behind it), else local."""
-    local = LocalVectorIndex(store, get_embedder(settings.embedder))
+    local = LocalVectorIndex(store, select_embedder(settings))
     url = settings.upstash_vector_rest_url
     token = settings.upstash_vector_rest_token
     if not url or token is None:

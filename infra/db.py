@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -150,4 +151,28 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Bot (issue 6) ---------------------------------------------------------------
+
+# Each story a reader was sent: a feedback tap finds its topic and source here,
+# and ranking can leave out what a reader has already had.
+delivered_stories = Table(
+    "delivered_stories",
+    metadata,
+    Column("reader_id", String(40), primary_key=True),
+    Column("story_id", String(40), primary_key=True),
+    Column("edition", String(40), nullable=False),
+    Column("headline", Text, nullable=False, default=""),
+    Column("topics", JSON, nullable=False),
+    Column("sources", JSON, nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+)
+
+# Telegram re-sends an update whose delivery failed; each update_id is handled once.
+bot_updates = Table(
+    "bot_updates",
+    metadata,
+    Column("update_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )

@@ -1,0 +1,90 @@
+"""Pacing for Telegram sends: about 30 messages a second overall, one a second per chat.
+
+Sends are spread evenly rather than sent in bursts, a little under the
+documented limits, so that jitter on the way to Telegram does not push two
+sends into the same window. A 429 pauses the chat it was about; several in a
+row, with no success between them, mean the whole bot is flooding, and then
+every chat waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_RATE = 29.0
+DEFAULT_CHAT_INTERVAL = 1.0
+FLOOD_STREAK = 3
+_PRUNE_EVERY = 1024
+
+
+class RateLimiter:
+    """Hands out send slots: `rate` per second overall, one per chat per interval."""
+
+    def __init__(
+        self,
+        rate: float = DEFAULT_RATE,
+        chat_interval: float = DEFAULT_CHAT_INTERVAL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0 or chat_interval < 0:
+            raise ValueError("rate must be positive and chat_interval not negative")
+        self.rate = rate
+        self.chat_interval = chat_interval
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next_slot = 0.0
+        self._chat_ready: dict[str, float] = {}
+        self._paused_until = 0.0
+        self._streak = 0
+        self._granted = 0
+
+    async def wait(self, chat_id: str | int) -> None:
+        """Sleep until this chat may be sent to, then take a global slot."""
+        chat = str(chat_id)
+        while True:
+            now = self._clock()
+            ready = max(self._chat_ready.get(chat, 0.0), self._paused_until)
+            if ready > now:
+                await self._sleep(ready - now)
+                continue
+            # No await between the check and the booking: asyncio makes it atomic.
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+            self._chat_ready[chat] = slot + self.chat_interval
+            self._granted += 1
+            if self._granted % _PRUNE_EVERY == 0:
+                self._prune(now)
+            if slot > now:
+                await self._sleep(slot - now)
+            return
+
+    def succeeded(self) -> None:
+        """A send went through: the run of 429s, if any, is over."""
+        self._streak = 0
+
+    def retry_after(self, chat_id: str | int, seconds: float) -> None:
+        """A 429: hold this chat, and every chat if 429s keep coming."""
+        until = self._clock() + max(seconds, 0.0)
+        chat = str(chat_id)
+        self._chat_ready[chat] = max(self._chat_ready.get(chat, 0.0), until)
+        self._streak += 1
+        if self._streak >= FLOOD_STREAK and until > self._paused_until:
+            self._paused_until = until
+            _LOGGER.warning(
+                "%d flood replies in a row: pausing every chat for %.1f s",
+                self._streak,
+                seconds,
+            )
+
+    def _prune(self, now: float) -> None:
+        stale = [chat for chat, ready in self._chat_ready.items() if ready < now]
+        for chat in stale:
+            del self._chat_ready[chat]

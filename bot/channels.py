@@ -21,12 +21,10 @@ import logging
 import re
 import sys
 import time
-import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import IO, Any
 
 from sqlalchemy import update
@@ -42,7 +40,7 @@ from telegram.error import (
 
 from bot import feedback
 from bot.ledger import BLOCKED, FAILED, RETRY, SENT, DeliveryLedger
-from bot.limits import RateLimiter
+from bot.limits import RateLimiter, TelegramPacing, retry_after_seconds
 from bot.render import render_text, telegram_parts
 from functions.models import Digest
 from infra import db
@@ -267,6 +265,11 @@ class TelegramChannel(Channel):
     ) -> None:
         super().__init__(store)
         self.bot = bot
+        pacing = getattr(bot, "rate_limiter", None)
+        # An application's bot may pace every send itself; then we leave it to it.
+        self._bot_paces = isinstance(pacing, TelegramPacing)
+        if isinstance(pacing, TelegramPacing) and limiter is None:
+            limiter = pacing.limiter
         self.limiter = limiter or RateLimiter()
         self.max_flood_waits = max_flood_waits
         self.network_retries = network_retries
@@ -294,12 +297,14 @@ class TelegramChannel(Channel):
         network_failures = 0
 
         while True:
-            await self.limiter.wait(chat_id)
+            if not self._bot_paces:
+                await self.limiter.wait(chat_id)
             try:
                 sent = await self._post(chat_id, body, parse_mode, markup, attempt)
             except RetryAfter as exc:
                 seconds = retry_after_seconds(exc)
-                self.limiter.retry_after(chat_id, seconds)
+                if not self._bot_paces:
+                    self.limiter.retry_after(chat_id, seconds)
                 attempt.flood_waits += 1
                 if attempt.flood_waits > self.max_flood_waits:
                     raise RetryLater(
@@ -333,7 +338,8 @@ class TelegramChannel(Channel):
                     raise RetryLater(f"network: {exc.message}") from exc
                 await asyncio.sleep(self.backoff * 2 ** (network_failures - 1))
                 continue
-            self.limiter.succeeded()
+            if not self._bot_paces:
+                self.limiter.succeeded()
             return str(sent.message_id)
 
     async def _post(
@@ -373,17 +379,6 @@ class TelegramChannel(Channel):
                     .where(db.readers.c.id == reader.id)
                     .values(chat_id=chat_id, updated_at=utcnow())
                 )
-
-
-def retry_after_seconds(exc: RetryAfter) -> float:
-    """Seconds to wait from a 429, whether PTB gives an int or a timedelta."""
-    with warnings.catch_warnings():
-        # PTB 22 warns that `retry_after` will become a timedelta; both are read here.
-        warnings.simplefilter("ignore")
-        value = exc.retry_after
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return float(value)
 
 
 def to_plain_text(body: str) -> str:
@@ -429,7 +424,37 @@ async def broadcast(
     concurrency: int = 64,
 ) -> BroadcastReport:
     """Deliver many readers' digests at once; the channel's limiter sets the pace."""
-    queue: asyncio.Queue[tuple[Reader, Digest]] = asyncio.Queue()
+
+    async def one(job: tuple[Reader, Digest]) -> DeliveryResult:
+        return await channel.deliver(*job)
+
+    return await _pool(channel.name, list(jobs), one, concurrency)
+
+
+async def broadcast_messages(
+    channel: Channel,
+    readers: Iterable[Reader],
+    *,
+    edition: str,
+    messages: list[OutgoingMessage],
+    concurrency: int = 64,
+) -> BroadcastReport:
+    """The same messages to many readers, once each under one edition key."""
+
+    async def one(reader: Reader) -> DeliveryResult:
+        return await channel.deliver_messages(reader, edition, messages)
+
+    return await _pool(channel.name, list(readers), one, concurrency)
+
+
+async def _pool(
+    name: str,
+    jobs: list[Any],
+    run: Callable[[Any], Awaitable[DeliveryResult]],
+    concurrency: int,
+) -> BroadcastReport:
+    """Run jobs on a fixed number of workers; one crash cancels the rest."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
     report = BroadcastReport()
@@ -438,18 +463,18 @@ async def broadcast(
     async def worker() -> None:
         while True:
             try:
-                reader, digest = queue.get_nowait()
+                job = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            report.results.append(await channel.deliver(reader, digest))
+            report.results.append(await run(job))
 
     async with asyncio.TaskGroup() as group:
-        for _ in range(max(1, min(concurrency, queue.qsize()))):
+        for _ in range(max(1, min(concurrency, len(jobs)))):
             group.create_task(worker())
     report.seconds = time.monotonic() - started
     _LOGGER.info(
         "broadcast on %s: %d readers in %.1f s, %d messages sent, statuses %s",
-        channel.name,
+        name,
         len(report.results),
         report.seconds,
         report.messages_sent,

@@ -12,9 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+from telegram.error import RetryAfter
+from telegram.ext import BaseRateLimiter
 
 _LOGGER = logging.getLogger(__name__)
+
+_Json = dict[str, Any]
 
 DEFAULT_RATE = 29.0
 DEFAULT_CHAT_INTERVAL = 1.0
@@ -88,3 +96,60 @@ class RateLimiter:
         stale = [chat for chat, ready in self._chat_ready.items() if ready < now]
         for chat in stale:
             del self._chat_ready[chat]
+
+
+class TelegramPacing(BaseRateLimiter[None]):
+    """Puts every send of a PTB bot (handler replies included) through a RateLimiter.
+
+    It paces and notes 429s but does not retry: a delivery retries through its
+    channel, and a reply that meets a 429 goes to the error handler.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | _Json | list[_Json]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: None,
+    ) -> bool | _Json | list[_Json]:
+        chat_id = data.get("chat_id")
+        paced = chat_id is not None and _is_send(endpoint)
+        if paced:
+            await self.limiter.wait(chat_id)
+        try:
+            result = await callback(*args, **kwargs)
+        except RetryAfter as exc:
+            if paced:
+                self.limiter.retry_after(chat_id, retry_after_seconds(exc))
+            raise
+        if paced:
+            self.limiter.succeeded()
+        return result
+
+
+def _is_send(endpoint: str) -> bool:
+    return (
+        endpoint.startswith("send") and endpoint != "sendChatAction"
+    ) or endpoint in ("copyMessage", "forwardMessage")
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """Seconds to wait from a 429, whether PTB gives an int or a timedelta."""
+    with warnings.catch_warnings():
+        # PTB 22 warns that `retry_after` will become a timedelta; both are read here.
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)

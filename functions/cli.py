@@ -27,6 +27,10 @@ def _register() -> None:
 
     for command in cli_collect.COMMANDS:
         cli.add_command(command)
+    from bot import cli as bot_cli
+
+    for command in bot_cli.COMMANDS:
+        cli.add_command(command)
 
 
 def main() -> None:

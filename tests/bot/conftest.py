@@ -13,24 +13,27 @@ from infra.store import Store
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
 
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeTelegram]:
+    fake = FakeTelegram().start()
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture
-def fake_factory() -> Iterator[Callable[..., FakeTelegram]]:
-    started: list[FakeTelegram] = []
+def fake_factory(fake_server: FakeTelegram) -> Callable[..., FakeTelegram]:
+    """The fake, emptied and given the limits a test asks for."""
 
-    def start(**options: object) -> FakeTelegram:
-        fake = FakeTelegram(**options).start()  # type: ignore[arg-type]
-        started.append(fake)
-        return fake
+    def configure(**options: object) -> FakeTelegram:
+        return fake_server.reset(**options)  # type: ignore[arg-type]
 
-    yield start
-    for fake in started:
-        fake.stop()
+    return configure
 
 
 @pytest.fixture
 def fake_tg(fake_factory: Callable[..., FakeTelegram]) -> FakeTelegram:
     """The fake with a per-chat interval short enough for tests."""
-    return fake_factory(chat_interval=0.05)
+    return fake_factory(chat_interval=0.04)
 
 
 @pytest.fixture

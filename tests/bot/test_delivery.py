@@ -25,8 +25,8 @@ HOSTILE = 'Beijing <b>bold</b> & <script>alert("x")</script>'
 
 
 def fast_channel(bot: Bot, store, **options) -> TelegramChannel:
-    """A channel paced for the test fake: 20 ms per message, 60 ms per chat."""
-    limiter = RateLimiter(rate=50, chat_interval=0.06)
+    """A channel paced for the test fake: 40 ms per message, 90 ms per chat."""
+    limiter = RateLimiter(rate=25, chat_interval=0.09)
     options.setdefault("backoff", 0.01)
     return TelegramChannel(bot, store, limiter=limiter, **options)
 
@@ -77,7 +77,7 @@ async def test_a_second_delivery_of_an_edition_sends_nothing(
 async def test_long_digest_goes_out_in_order_without_breaking_chat_limits(
     fake_factory, store, add_reader
 ) -> None:
-    fake = fake_factory(chat_interval=0.05)
+    fake = fake_factory(chat_interval=0.04)
     reader = add_reader(1003)
     text = "Exports fell for a third month as demand weakened. " * 30
     digest = make_digest([make_entry(n, text=text) for n in range(1, 9)])
@@ -243,7 +243,7 @@ async def test_broadcast_pace_stays_within_the_fake_limits(
 
     async with Bot(fake.token, base_url=fake.base_url) as bot:
         channel = TelegramChannel(
-            bot, store, limiter=RateLimiter(rate=90, chat_interval=0.31)
+            bot, store, limiter=RateLimiter(rate=90, chat_interval=0.36)
         )
         report = await broadcast(channel, jobs, concurrency=16)
 

@@ -92,19 +92,37 @@ class FakeTelegram:
         flood_every: int = 0,
     ) -> None:
         self.token = token
-        self.global_rate = global_rate
-        self.chat_interval = chat_interval
-        self.flood_retry_after = flood_retry_after
-        self.flood_every = flood_every
         self._lock = threading.Lock()
-        self._state = _State()
-        self._accepted: deque[float] = deque()
-        self._last_by_chat: dict[str, float] = {}
-        self._message_ids = itertools.count(1)
-        self._update_ids = itertools.count(1000)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.reset(
+            global_rate=global_rate,
+            chat_interval=chat_interval,
+            flood_retry_after=flood_retry_after,
+            flood_every=flood_every,
+        )
+
+    def reset(
+        self,
+        *,
+        global_rate: int = 30,
+        chat_interval: float = 1.0,
+        flood_retry_after: int = 1,
+        flood_every: int = 0,
+    ) -> FakeTelegram:
+        """Forget everything and take new limits: one server serves many tests."""
+        with self._lock:
+            self.global_rate = global_rate
+            self.chat_interval = chat_interval
+            self.flood_retry_after = flood_retry_after
+            self.flood_every = flood_every
+            self._state = _State()
+            self._accepted: deque[float] = deque()
+            self._last_by_chat: dict[str, float] = {}
+            self._message_ids = itertools.count(1)
+            self._update_ids = itertools.count(1000)
+        return self
 
     # lifecycle ---------------------------------------------------------------
 
@@ -378,6 +396,9 @@ class FakeTelegram:
         self._state.edits.append({**params, "reply_markup": markup})
         chat_id = str(params.get("chat_id", ""))
         return _ok(_message(chat_id, int(params.get("message_id", 1)), "x", markup))
+
+    def _api_sendChatAction(self, params: dict[str, Any]) -> JSONResponse:
+        return _ok(True)
 
     def _api_answerCallbackQuery(self, params: dict[str, Any]) -> JSONResponse:
         self._state.answers.append(params)

@@ -9,11 +9,13 @@ import pytest
 from telegram import Update
 from telegram.ext import Application
 
+from bot.feedback import reader_feedback
 from bot.handlers import BotDeps, build_application, set_commands
 from bot.limits import RateLimiter
 from functions.models import Source
 from infra.config import Settings, get_settings
 from infra.readers import Reader, get_reader, save_reader
+from infra.store import utcnow
 from tests.bot_factories import make_digest, make_entry
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
@@ -196,8 +198,6 @@ async def test_status_is_for_admins_only(
 ) -> None:
     subscribe(store, 510)
     store.save_source_state("xinhua", consecutive_failures=5, last_error="HTTP 503")
-    from infra.store import utcnow
-
     store.save_run("run1", "digest", "ok", {}, started_at=utcnow())
 
     await feed(app, fake_tg.message_update(510, "/status"))
@@ -236,8 +236,6 @@ async def test_broadcast_reaches_each_active_reader_once(
 async def test_feedback_taps_are_stored_once_and_answered(
     app: Application, fake_tg: FakeTelegram, store
 ) -> None:
-    from bot.feedback import reader_feedback
-
     reader = subscribe(store, 701)
     await feed(app, fake_tg.message_update(701, "/digest"))
 
@@ -266,8 +264,6 @@ async def test_feedback_taps_are_stored_once_and_answered(
 async def test_report_reaches_the_admin_chat_once(
     app: Application, fake_tg: FakeTelegram, store
 ) -> None:
-    from bot.feedback import reader_feedback
-
     reader = subscribe(store, 702)
     await feed(app, fake_tg.message_update(702, "/digest"))
 
@@ -297,8 +293,6 @@ async def test_malformed_feedback_is_answered_and_ignored(
     app: Application, fake_tg: FakeTelegram, store, data: str
 ) -> None:
     reader = subscribe(store, 703)
-    from bot.feedback import reader_feedback
-
     await feed(app, fake_tg.callback_update(703, data))
 
     assert fake_tg.answers[0]["text"] == "This button is no longer valid."

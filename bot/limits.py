@@ -1,10 +1,11 @@
 """Pacing for Telegram sends: about 30 messages a second overall, one a second per chat.
 
-Sends are spread evenly rather than sent in bursts, a little under the
-documented limits, so that jitter on the way to Telegram does not push two
-sends into the same window. A 429 pauses the chat it was about; several in a
-row, with no success between them, mean the whole bot is flooding, and then
-every chat waits.
+Sends are spread evenly, a little under the documented limit, rather than
+sent in bursts. The gap is measured between the moments sends are actually
+let go, not between planned slots, so an event loop that wakes late never
+makes up for it with a burst. A 429 pauses the chat it was about; several in
+a row, with no success between them, mean the whole bot is flooding, and
+then every chat waits.
 """
 
 from __future__ import annotations
@@ -48,31 +49,39 @@ class RateLimiter:
         self._interval = 1.0 / rate
         self._clock = clock
         self._sleep = sleep
-        self._next_slot = 0.0
+        self._lock: asyncio.Lock | None = None
+        self._last_grant = float("-inf")
         self._chat_ready: dict[str, float] = {}
         self._paused_until = 0.0
         self._streak = 0
         self._granted = 0
 
     async def wait(self, chat_id: str | int) -> None:
-        """Sleep until this chat may be sent to, then take a global slot."""
+        """Sleep until this chat may be sent to and the global gap has passed."""
         chat = str(chat_id)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         while True:
-            now = self._clock()
-            ready = max(self._chat_ready.get(chat, 0.0), self._paused_until)
-            if ready > now:
-                await self._sleep(ready - now)
+            ready = self._chat_ready.get(chat, 0.0) - self._clock()
+            if ready > 0:
+                # Waiting for one chat never holds up the others.
+                await self._sleep(ready)
                 continue
-            # No await between the check and the booking: asyncio makes it atomic.
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._interval
-            self._chat_ready[chat] = slot + self.chat_interval
-            self._granted += 1
-            if self._granted % _PRUNE_EVERY == 0:
-                self._prune(now)
-            if slot > now:
-                await self._sleep(slot - now)
-            return
+            async with self._lock:
+                if self._chat_ready.get(chat, 0.0) > self._clock():
+                    continue  # another send to this chat went first
+                while True:
+                    now = self._clock()
+                    due = max(self._last_grant + self._interval, self._paused_until)
+                    if due <= now:
+                        break
+                    await self._sleep(due - now)
+                self._last_grant = now
+                self._chat_ready[chat] = now + self.chat_interval
+                self._granted += 1
+                if self._granted % _PRUNE_EVERY == 0:
+                    self._prune(now)
+                return
 
     def succeeded(self) -> None:
         """A send went through: the run of 429s, if any, is over."""

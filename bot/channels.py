@@ -148,7 +148,10 @@ class Channel(ABC):
         result = DeliveryResult(reader.id, edition, self.name, parts=len(messages))
         for part, message in enumerate(messages):
             if self.ledger is not None:
-                claim = self.ledger.claim(reader.id, edition, part, message.story_ids)
+                # Ledger writes run in a thread so the pacing loop never stalls.
+                claim = await asyncio.to_thread(
+                    self.ledger.claim, reader.id, edition, part, message.story_ids
+                )
                 if not claim.claimed:
                     if claim.status == SENT:
                         result.skipped += 1
@@ -159,7 +162,8 @@ class Channel(ABC):
                     break
             if digest is not None and self.store is not None and message.story_ids:
                 wanted = set(message.story_ids)
-                feedback.remember_stories(
+                await asyncio.to_thread(
+                    feedback.remember_stories,
                     self.store,
                     reader.id,
                     edition,
@@ -194,9 +198,9 @@ class Channel(ABC):
                 raise
             finally:
                 result.flood_waits += attempt.flood_waits
-            self._mark(
-                reader, edition, part, SENT, message_id=message_id,
-                error=attempt.plain_fallback,
+            await asyncio.to_thread(
+                self._mark, reader, edition, part, SENT,
+                message_id=message_id, error=attempt.plain_fallback,
             )  # fmt: skip
             result.sent += 1
             if attempt.plain_fallback:

@@ -28,6 +28,8 @@ _Json = dict[str, Any]
 DEFAULT_RATE = 29.0
 DEFAULT_CHAT_INTERVAL = 1.0
 FLOOD_STREAK = 3
+# Seconds of late wake-up the pace absorbs instead of passing on to later sends.
+_WAKE_SLACK = 0.002
 _PRUNE_EVERY = 1024
 
 
@@ -76,7 +78,8 @@ class RateLimiter:
                     if due <= now:
                         break
                     await self._sleep(due - now)
-                self._last_grant = now
+                # Waking a little late is normal: that little is not passed on.
+                self._last_grant = due if now - due <= _WAKE_SLACK else now
                 self._chat_ready[chat] = now + self.chat_interval
                 self._granted += 1
                 if self._granted % _PRUNE_EVERY == 0:

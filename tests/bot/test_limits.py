@@ -119,6 +119,21 @@ async def test_a_late_wakeup_is_not_made_up_with_a_burst(clock: VirtualClock) ->
     assert granted["c"] - granted["b"] >= 0.1 - 1e-9
 
 
+async def test_a_slightly_late_wakeup_keeps_the_pace(clock: VirtualClock) -> None:
+    pace = limiter(clock, rate=10, chat_interval=0.0)
+    granted: dict[str, float] = {}
+
+    async def send(chat: str) -> None:
+        await pace.wait(chat)
+        granted[chat] = clock.now - 100.0
+
+    clock.oversleep = [0.001]
+    await clock.run(send("a"), send("b"), send("c"))
+
+    assert granted["b"] == pytest.approx(0.101)
+    assert granted["c"] == pytest.approx(0.2)
+
+
 async def test_a_429_holds_only_that_chat(clock: VirtualClock) -> None:
     pace = limiter(clock, rate=100, chat_interval=0.0)
     granted = {}

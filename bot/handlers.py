@@ -8,6 +8,7 @@ source list and spend figure there. The same handlers serve the webhook
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import logging
@@ -269,8 +270,7 @@ async def digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     await context.bot.send_chat_action(chat_id=reader.chat_id, action=ChatAction.TYPING)
 
-    built = deps.build_digest_for(reader)
-    current: Digest = await built if inspect.isawaitable(built) else built
+    current = await _build_digest(deps, reader)
     # Its own edition, so the scheduled one still goes out and a retried update
     # (same message id) does not send twice.
     current = dataclasses.replace(current, edition=f"cmd-{message.message_id}")
@@ -278,6 +278,17 @@ async def digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     result = await channel.deliver(reader, current)
     if result.status not in ("sent", "busy"):
         await _reply(update, texts.text(reader.lang, "digest_failed"))
+
+
+async def _build_digest(deps: BotDeps, reader: Reader) -> Digest:
+    """Call the plugged-in builder; a plain function runs in a thread."""
+    if inspect.iscoroutinefunction(deps.build_digest_for):
+        built: Digest = await deps.build_digest_for(reader)
+        return built
+    result = await asyncio.to_thread(deps.build_digest_for, reader)
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 async def sources(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from bot.handlers import BotDeps
 from bot.limits import RateLimiter
 from bot.webhook import SECRET_HEADER, create_app, first_sighting
 from infra.config import Settings, get_settings
-from infra.readers import get_reader
+from infra.readers import Reader, get_reader, save_reader
 from tests.bot_factories import make_digest
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
@@ -150,3 +154,61 @@ def test_first_sighting_is_true_once(store) -> None:
     assert first_sighting(store, 77) is True
     assert first_sighting(store, 77) is False
     assert first_sighting(store, 78) is True
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Starlette], str]]:
+    """Serve ASGI apps with uvicorn on 127.0.0.1; `serve(app)` returns the URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: Starlette) -> str:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", ws="none", http="h11"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("webhook server did not start")
+            threading.Event().wait(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_webhook_answers_before_the_digest_is_built(
+    settings: Settings, store, fake_tg: FakeTelegram, serve
+) -> None:
+    building, release = threading.Event(), threading.Event()
+
+    def slow_digest(reader):
+        building.set()
+        release.wait(10)
+        return make_digest(reader_id=reader.id)
+
+    deps = deps_for(settings, store)
+    deps.build_digest_for = slow_digest
+    save_reader(store, Reader(id="", chat_id="406"))
+    url = serve(create_app(settings, deps))
+    update = fake_tg.message_update(406, "/digest")
+
+    response = httpx.post(
+        f"{url}/telegram", json=update, headers={SECRET_HEADER: SECRET}, timeout=5
+    )
+    answered_while_building = building.wait(5) and not release.is_set()
+    sent_before_release = len(fake_tg.messages_to(406))
+    release.set()
+    for _ in range(250):
+        if fake_tg.messages_to(406):
+            break
+        threading.Event().wait(0.02)
+
+    assert response.status_code == 200
+    assert answered_while_building and sent_before_release == 0
+    assert "1. Story 1" in fake_tg.messages_to(406)[0].visible

@@ -99,7 +99,7 @@ class DeliveryResult:
 
 
 @dataclass
-class _Attempt:
+class SendAttempt:
     """What happened while sending one part, filled in by the channel."""
 
     message_id: str | None = None
@@ -126,7 +126,7 @@ class Channel(ABC):
         reader: Reader,
         message: OutgoingMessage,
         digest: Digest | None,
-        attempt: _Attempt,
+        attempt: SendAttempt,
     ) -> str | None:
         """Send one message; returns the channel's message id if it has one."""
 
@@ -170,7 +170,7 @@ class Channel(ABC):
                     [e for e in digest.entries if e.story.id in wanted],
                 )
 
-            attempt = _Attempt()
+            attempt = SendAttempt()
             try:
                 message_id = await self.send(reader, message, digest, attempt)
             except ReaderGone as exc:
@@ -244,7 +244,7 @@ class ConsoleChannel(Channel):
         reader: Reader,
         message: OutgoingMessage,
         digest: Digest | None,
-        attempt: _Attempt,
+        attempt: SendAttempt,
     ) -> str | None:
         stream = self.stream or sys.stdout
         stream.write(f"── to {reader.id} ({reader.lang}) ──\n{message.body}\n")
@@ -290,7 +290,7 @@ class TelegramChannel(Channel):
         reader: Reader,
         message: OutgoingMessage,
         digest: Digest | None,
-        attempt: _Attempt,
+        attempt: SendAttempt,
     ) -> str | None:
         chat_id = reader.chat_id
         body: str = message.body
@@ -324,7 +324,8 @@ class TelegramChannel(Channel):
             except BadRequest as exc:
                 reason = exc.message.lower()
                 if parse_mode is not None and "can't parse entities" in reason:
-                    _LOGGER.warning(
+                    # Our renderer made HTML Telegram refused: a bug worth an event.
+                    _LOGGER.error(
                         "Telegram could not parse a part for reader %s (%s): "
                         "sending it as plain text",
                         reader.id,
@@ -352,7 +353,7 @@ class TelegramChannel(Channel):
         body: str,
         parse_mode: str | None,
         markup: Any,
-        attempt: _Attempt,
+        attempt: SendAttempt,
     ) -> TelegramMessage:
         """Send, and if cancelled meanwhile, finish the request and note its id."""
         request = asyncio.ensure_future(
@@ -477,11 +478,13 @@ async def _pool(
             group.create_task(worker())
     report.seconds = time.monotonic() - started
     _LOGGER.info(
-        "broadcast on %s: %d readers in %.1f s, %d messages sent, statuses %s",
+        "broadcast on %s: %d readers in %.1f s, %d messages sent, statuses %s, "
+        "%d sent as plain text",
         name,
         len(report.results),
         report.seconds,
         report.messages_sent,
         report.statuses,
+        report.plain_fallbacks,
     )
     return report

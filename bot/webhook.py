@@ -99,7 +99,11 @@ def create_app(settings: Settings, deps: BotDeps | None = None) -> Starlette:
         if not first_sighting(deps.store, update_id):
             _LOGGER.info("update %d seen before: skipped", update_id)
             return JSONResponse({"ok": True, "duplicate": True})
-        update = Update.de_json(data, application.bot)
+        try:
+            update = Update.de_json(data, application.bot)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            _LOGGER.warning("update %d could not be decoded", update_id)
+            return PlainTextResponse("not an update", status_code=400)
         return JSONResponse(
             {"ok": True}, background=BackgroundTask(_process, application, update)
         )

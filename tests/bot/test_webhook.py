@@ -134,6 +134,8 @@ def test_update_ids_are_shared_between_containers(
         pytest.param(b"{}", id="no-update-id"),
         pytest.param(b'{"update_id": "x"}', id="bad-update-id"),
         pytest.param(b"[1, 2]", id="array"),
+        pytest.param(b'{"update_id": 5, "message": "x"}', id="message-not-object"),
+        pytest.param(b'{"update_id": 6, "message": {"chat": 1}}', id="message-no-date"),
     ],
 )
 def test_malformed_bodies_are_rejected(client: TestClient, body: bytes) -> None:

@@ -161,13 +161,12 @@ def send(channel: str, edition: str | None, preview: str | None) -> None:
     )
 
     async def run() -> None:
+        jobs = list(zip(active, digests, strict=True))
         if not use_telegram:
-            target = ConsoleChannel(store, stream=sys.stdout)
-            report = await broadcast(target, zip(active, digests, strict=True))
+            report = await broadcast(ConsoleChannel(store, stream=sys.stdout), jobs)
         else:
             async with make_bot(settings) as client:
-                target = TelegramChannel(client, store)
-                report = await broadcast(target, zip(active, digests, strict=True))
+                report = await broadcast(TelegramChannel(client, store), jobs)
         click.echo(
             f"{report.messages_sent} messages sent to {len(active)} readers in "
             f"{report.seconds:.1f} s; statuses {report.statuses}",

@@ -136,17 +136,15 @@ class TelegramPacing(BaseRateLimiter[None]):
         rate_limit_args: None,
     ) -> bool | _Json | list[_Json]:
         chat_id = data.get("chat_id")
-        paced = chat_id is not None and _is_send(endpoint)
-        if paced:
-            await self.limiter.wait(chat_id)
+        if chat_id is None or not _is_send(endpoint):
+            return await callback(*args, **kwargs)
+        await self.limiter.wait(chat_id)
         try:
             result = await callback(*args, **kwargs)
         except RetryAfter as exc:
-            if paced:
-                self.limiter.retry_after(chat_id, retry_after_seconds(exc))
+            self.limiter.retry_after(chat_id, retry_after_seconds(exc))
             raise
-        if paced:
-            self.limiter.succeeded()
+        self.limiter.succeeded()
         return result
 
 

@@ -220,7 +220,8 @@ def telegram_parts(
         blocks.append((_telegram_story(number, entry, digest.lang), (entry.story.id,)))
 
     parts: list[tuple[str, tuple[str, ...]]] = []
-    text, ids = "", ()
+    text = ""
+    ids: tuple[str, ...] = ()
     for block, block_ids in blocks:
         joined = f"{text}\n\n{block}" if text else block
         if utf16_len(joined) <= budget:

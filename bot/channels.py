@@ -39,11 +39,13 @@ from telegram.error import (
 )
 
 from bot import feedback
+from bot.client import make_bot
 from bot.ledger import BLOCKED, FAILED, RETRY, SENT, DeliveryLedger
 from bot.limits import RateLimiter, TelegramPacing, retry_after_seconds
 from bot.render import render_text, telegram_parts
 from functions.models import Digest
 from infra import db
+from infra.config import Settings
 from infra.readers import Reader, set_active
 from infra.store import Store, utcnow
 
@@ -488,3 +490,23 @@ async def _pool(
         report.plain_fallbacks,
     )
     return report
+
+
+async def deliver_digests(
+    settings: Settings,
+    store: Store,
+    jobs: Iterable[tuple[Reader, Digest]],
+    *,
+    channel: str = "auto",
+    stream: IO[str] | None = None,
+) -> BroadcastReport:
+    """Deliver digests on Telegram (if a token is set, or asked for) or the console."""
+    if channel not in ("auto", "console", "telegram"):
+        raise ValueError(f"unknown channel {channel!r}")
+    use_telegram = channel == "telegram" or (
+        channel == "auto" and settings.telegram_bot_token is not None
+    )
+    if not use_telegram:
+        return await broadcast(ConsoleChannel(store, stream=stream), jobs)
+    async with make_bot(settings) as client:
+        return await broadcast(TelegramChannel(client, store), jobs)

@@ -140,7 +140,7 @@ def send(channel: str, edition: str | None, preview: str | None) -> None:
     """Send every active reader a digest built from stored data."""
     from pathlib import Path
 
-    from bot.channels import ConsoleChannel, TelegramChannel, broadcast
+    from bot.channels import deliver_digests
     from bot.digests import build_from_store, load_sources
     from bot.render import write_preview
 
@@ -156,17 +156,14 @@ def send(channel: str, edition: str | None, preview: str | None) -> None:
     if preview:
         click.echo(f"Preview: {write_preview(digests, Path(preview))}", err=True)
 
-    use_telegram = channel == "telegram" or (
-        channel == "auto" and settings.telegram_bot_token is not None
-    )
-
     async def run() -> None:
-        jobs = list(zip(active, digests, strict=True))
-        if not use_telegram:
-            report = await broadcast(ConsoleChannel(store, stream=sys.stdout), jobs)
-        else:
-            async with make_bot(settings) as client:
-                report = await broadcast(TelegramChannel(client, store), jobs)
+        report = await deliver_digests(
+            settings,
+            store,
+            zip(active, digests, strict=True),
+            channel=channel,
+            stream=sys.stdout,
+        )
         click.echo(
             f"{report.messages_sent} messages sent to {len(active)} readers in "
             f"{report.seconds:.1f} s; statuses {report.statuses}",

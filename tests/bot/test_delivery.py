@@ -13,13 +13,15 @@ from bot.channels import (
     ConsoleChannel,
     TelegramChannel,
     broadcast,
+    deliver_digests,
     to_plain_text,
 )
 from bot.ledger import DeliveryLedger
 from bot.limits import RateLimiter
+from infra.config import get_settings
 from infra.readers import get_reader
 from tests.bot_factories import make_digest, make_entry
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
 HOSTILE = 'Beijing <b>bold</b> & <script>alert("x")</script>'
 
@@ -276,3 +278,22 @@ def test_plain_text_keeps_link_addresses() -> None:
     )
 
     assert to_plain_text(html) == "1. A & B\nSources: X <https://x.example/?a=1&b=2>"
+
+
+async def test_deliver_digests_picks_telegram_when_a_token_is_set(
+    fake_tg: FakeTelegram, store, add_reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = add_reader(1011)
+    jobs = [(reader, make_digest(reader_id=reader.id))]
+    out = io.StringIO()
+    console = await deliver_digests(get_settings(), store, jobs, stream=out)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_BASE_URL", fake_tg.api_root)
+    get_settings.cache_clear()
+    jobs = [(reader, make_digest(reader_id=reader.id, edition="e2"))]
+
+    telegram = await deliver_digests(get_settings(), store, jobs)
+
+    assert console.messages_sent == 1 and "1. Story 1" in out.getvalue()
+    assert telegram.messages_sent == 1
+    assert "1. Story 1" in fake_tg.messages_to(1011)[0].visible

@@ -162,15 +162,6 @@ class Channel(ABC):
                         claim.status if claim.status != "sending" else "busy"
                     )
                     break
-            if digest is not None and self.store is not None and message.story_ids:
-                wanted = set(message.story_ids)
-                await asyncio.to_thread(
-                    feedback.remember_stories,
-                    self.store,
-                    reader.id,
-                    edition,
-                    [e for e in digest.entries if e.story.id in wanted],
-                )
 
             attempt = SendAttempt()
             try:
@@ -204,6 +195,16 @@ class Channel(ABC):
                 self._mark, reader, edition, part, SENT,
                 message_id=message_id, error=attempt.plain_fallback,
             )  # fmt: skip
+            if digest is not None and self.store is not None and message.story_ids:
+                # What a tap under this message resolves its topic and source from.
+                wanted = set(message.story_ids)
+                await asyncio.to_thread(
+                    feedback.remember_stories,
+                    self.store,
+                    reader.id,
+                    edition,
+                    [e for e in digest.entries if e.story.id in wanted],
+                )
             result.sent += 1
             if attempt.plain_fallback:
                 result.plain_fallbacks += 1

@@ -229,9 +229,10 @@ def telegram_parts(
             continue
         if text:
             parts.append((text, ids))
+        # A story too long for one message: its buttons go under its last piece.
         pieces = split_html(block, budget)
         for piece in pieces[:-1]:
-            parts.append((piece, block_ids))
+            parts.append((piece, ()))
         text, ids = pieces[-1], block_ids
     parts.append((text, ids))
 

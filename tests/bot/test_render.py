@@ -198,9 +198,11 @@ def test_oversized_story_splits_inside_without_breaking_tags() -> None:
     facts = tuple(f"Fact {n} with <tags> & more detail." for n in range(200))
     digest = make_digest([make_entry(1, facts=facts)])
 
-    messages = render_telegram(digest, limit=1500)
+    parts = telegram_parts(digest, limit=1500)
+    messages = [part.html for part in parts]
 
     assert len(messages) > 2
+    assert [part.story_ids for part in parts][-2:] == [(), ("s0001",)]
     for message in messages:
         assert utf16_len(message) <= 1500
         parse_html(message)

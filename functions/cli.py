@@ -27,6 +27,10 @@ def _register() -> None:
 
     for command in cli_collect.COMMANDS:
         cli.add_command(command)
+    from functions import cli_llm
+
+    for command in cli_llm.COMMANDS:
+        cli.add_command(command)
     from bot import cli as bot_cli
 
     for command in bot_cli.COMMANDS:

@@ -70,11 +70,22 @@ class Story:
     last_seen: datetime
     langs: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # Starts at 1; rises only when a new member brings facts (numbers, names)
+    # the story did not have. A digest that sent revision N sends the story
+    # again only once revision > N: more copies of known facts are not news.
+    revision: int = 1
+    revised_at: datetime | None = None
+    new_facts: list[str] = field(default_factory=list)
 
     @property
     def coverage(self) -> int:
         """Distinct sources carrying the story: the strongest importance signal."""
         return len(set(self.sources))
+
+    @property
+    def updated_with_new_facts(self) -> bool:
+        """True once any member after the first added facts."""
+        return self.revision > 1
 
 
 @dataclass
@@ -82,6 +93,8 @@ class KeyFact:
     text: str
     item_ids: list[str]
     corroborated: bool = False
+    # Independent sources carrying the fact (copies of one wire story count once).
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -99,10 +112,28 @@ class Summary:
     provider: str = ""
     prompt_version: str = ""
     verdict: str = "unchecked"  # unchecked | verified | partly-verified | failed
+    # Set when no member is written in `lang`: the language the text is in.
+    text_lang: str = ""
+    # Per sentence, the independent sources that carry it (after fact-check).
+    sentence_sources: list[list[str]] = field(default_factory=list)
+    checker: str = ""  # provider of the model fact-check pass, if it ran
 
     @property
     def text(self) -> str:
         return " ".join(self.sentences)
+
+    def attributed_sentences(self) -> list[str]:
+        """Sentences, each claim one source alone carries attributed to it."""
+        out: list[str] = []
+        for n, sentence in enumerate(self.sentences):
+            sources = self.sentence_sources[n] if n < len(self.sentence_sources) else []
+            if len(sources) != 1:
+                out.append(sentence)
+            elif self.lang == "zh":
+                out.append(f"{sentence}（据{sources[0]}）")
+            else:
+                out.append(f"{sentence} ({sources[0]})")
+        return out
 
 
 @dataclass
@@ -118,6 +149,8 @@ class DigestEntry:
     summary: Summary
     links: list[SourceLink]
     score: float = 0.0
+    # Sent to this reader before; back because new facts revised the story.
+    is_update: bool = False
 
 
 @dataclass

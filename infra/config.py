@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = ROOT / "sources.toml"
+DEFAULT_PRICES = ROOT / "prices.toml"
+DEFAULT_PROMPTS = ROOT / "prompts"
 
 
 class Settings(BaseSettings):
@@ -35,6 +37,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=5_000_000, alias="DIGEST_FETCH_MAX_BYTES")
     fetch_retries: int = Field(default=2, alias="DIGEST_FETCH_RETRIES")
     fetch_concurrency: int = Field(default=16, alias="DIGEST_FETCH_CONCURRENCY")
+    fetch_backoff_s: float = Field(default=0.5, alias="DIGEST_FETCH_BACKOFF_S")
+    fetch_backoff_max_s: float = Field(default=8.0, alias="DIGEST_FETCH_BACKOFF_MAX_S")
+    fetch_max_retry_after_s: float = Field(
+        default=30.0, alias="DIGEST_FETCH_MAX_RETRY_AFTER_S"
+    )
 
     # Chat models
     deepseek_api_key: SecretStr | None = Field(default=None, alias="DEEPSEEK_API_KEY")
@@ -52,6 +59,57 @@ class Settings(BaseSettings):
     )
     llm_order: str = Field(default="deepseek,qwen,openai", alias="DIGEST_LLM_ORDER")
     budget_usd: float = Field(default=50.0, alias="DIGEST_BUDGET_USD")
+
+    # Model names are configuration: vendors rename and retire models often.
+    # A cheap model is used past the soft budget line; empty means the same model.
+    deepseek_model: str = Field(default="deepseek-flash", alias="DIGEST_DEEPSEEK_MODEL")
+    deepseek_cheap_model: str = Field(default="", alias="DIGEST_DEEPSEEK_CHEAP_MODEL")
+    qwen_model: str = Field(default="qwen-plus", alias="DIGEST_QWEN_MODEL")
+    qwen_cheap_model: str = Field(default="qwen-flash", alias="DIGEST_QWEN_CHEAP_MODEL")
+    openai_model: str = Field(default="gpt-6-luna", alias="DIGEST_OPENAI_MODEL")
+    openai_cheap_model: str = Field(default="", alias="DIGEST_OPENAI_CHEAP_MODEL")
+    # Sent as `reasoning_effort` to OpenAI; empty leaves it out (non-reasoning models).
+    openai_reasoning_effort: str = Field(
+        default="none", alias="DIGEST_OPENAI_REASONING_EFFORT"
+    )
+
+    # LLM calls: time limits, retries, breaker, money
+    llm_timeout_s: float = Field(default=60.0, alias="DIGEST_LLM_TIMEOUT_S")
+    llm_call_deadline_s: float = Field(
+        default=180.0, alias="DIGEST_LLM_CALL_DEADLINE_S"
+    )
+    llm_stage_deadline_s: float = Field(
+        default=1200.0, alias="DIGEST_LLM_STAGE_DEADLINE_S"
+    )
+    llm_retries: int = Field(default=2, alias="DIGEST_LLM_RETRIES")
+    llm_retry_wait_s: float = Field(default=1.0, alias="DIGEST_LLM_RETRY_WAIT_S")
+    llm_retry_max_wait_s: float = Field(
+        default=20.0, alias="DIGEST_LLM_RETRY_MAX_WAIT_S"
+    )
+    llm_retry_after_max_s: float = Field(
+        default=30.0, alias="DIGEST_LLM_RETRY_AFTER_MAX_S"
+    )
+    llm_concurrency: int = Field(default=8, alias="DIGEST_LLM_CONCURRENCY")
+    llm_max_tokens_cap: int = Field(default=4096, alias="DIGEST_LLM_MAX_TOKENS_CAP")
+    llm_breaker_failures: int = Field(default=5, alias="DIGEST_LLM_BREAKER_FAILURES")
+    llm_breaker_cooldown_s: float = Field(
+        default=120.0, alias="DIGEST_LLM_BREAKER_COOLDOWN_S"
+    )
+    budget_soft_fraction: float = Field(
+        default=0.6, alias="DIGEST_BUDGET_SOFT_FRACTION"
+    )
+    budget_hard_fraction: float = Field(
+        default=1.0, alias="DIGEST_BUDGET_HARD_FRACTION"
+    )
+    # What the soft line does: "cheap-model", "skip-optional", or both.
+    budget_soft_mode: str = Field(
+        default="cheap-model,skip-optional", alias="DIGEST_BUDGET_SOFT_MODE"
+    )
+    budget_refresh_s: float = Field(default=60.0, alias="DIGEST_BUDGET_REFRESH_S")
+    reader_daily_usd: float = Field(default=0.05, alias="DIGEST_READER_DAILY_USD")
+    reader_daily_calls: int = Field(default=20, alias="DIGEST_READER_DAILY_CALLS")
+    digest_prices: Path = Field(default=DEFAULT_PRICES, alias="DIGEST_PRICES")
+    digest_prompts: Path = Field(default=DEFAULT_PROMPTS, alias="DIGEST_PROMPTS")
 
     # Vector index
     upstash_vector_rest_url: str | None = Field(
@@ -83,6 +141,25 @@ class Settings(BaseSettings):
     # Digest
     digest_size: int = Field(default=8, alias="DIGEST_SIZE")
     cluster_window_hours: int = Field(default=72, alias="DIGEST_CLUSTER_WINDOW_HOURS")
+
+    # Editorial: summaries, fact-check, ranking
+    summary_max_sentences: int = Field(default=3, alias="DIGEST_SUMMARY_MAX_SENTENCES")
+    # Characters of summary text; Chinese carries about twice the news per character.
+    summary_max_chars: int = Field(default=480, alias="DIGEST_SUMMARY_MAX_CHARS")
+    summary_max_chars_zh: int = Field(default=220, alias="DIGEST_SUMMARY_MAX_CHARS_ZH")
+    summary_concurrency: int = Field(default=8, alias="DIGEST_SUMMARY_CONCURRENCY")
+    # A checked summary keeping less than this share of its sentences is redone.
+    factcheck_min_kept: float = Field(default=0.6, alias="DIGEST_FACTCHECK_MIN_KEPT")
+    feedback_half_life_days: float = Field(
+        default=14.0, alias="DIGEST_FEEDBACK_HALF_LIFE_DAYS"
+    )
+    rank_score_floor: float = Field(default=0.35, alias="DIGEST_RANK_SCORE_FLOOR")
+    # 0 ranks by score alone; 1 picks for difference alone (MMR's 1 - lambda).
+    rank_diversity: float = Field(default=0.3, alias="DIGEST_RANK_DIVERSITY")
+    rank_freshness_hours: float = Field(
+        default=24.0, alias="DIGEST_RANK_FRESHNESS_HOURS"
+    )
+    opening_line: bool = Field(default=True, alias="DIGEST_OPENING_LINE")
 
     @property
     def admin_chat_ids(self) -> list[int]:

@@ -153,6 +153,91 @@ deliveries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# LLM layer --------------------------------------------------------------------
+
+# One row per request sent to a model vendor, priced when it ran.
+llm_calls = Table(
+    "llm_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(40), nullable=True),
+    Column("stage", String(40), nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("model", String(80), nullable=False),
+    Column("prompt_version", String(40), nullable=False, default=""),
+    Column("source", String(200), nullable=True),
+    Column("reader_id", String(40), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("cache_hit_tokens", Integer, nullable=False, default=0),
+    Column("cache_miss_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("latency_ms", Integer, nullable=False, default=0),
+    # ok | bad_output | refused | transient | error
+    Column("outcome", String(20), nullable=False),
+    Column("error", Text, nullable=True),
+    # peak | off_peak | standard | unpriced | none (no answer to price)
+    Column("tier", String(20), nullable=False),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Index("ix_llm_calls_at", "at"),
+    Index("ix_llm_calls_reader", "reader_id", "at"),
+)
+
+# Validated model outputs by content hash, prompt version and model.
+llm_cache = Table(
+    "llm_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("model", String(80), nullable=False),
+    Column("prompt_version", String(40), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("stage", String(40), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Editorial ----------------------------------------------------------------
+
+# One checked summary per story, language, member set and prompt version:
+# a story that gains no member is never summarized twice.
+summaries = Table(
+    "summaries",
+    metadata,
+    Column("story_id", String(40), primary_key=True),
+    Column("lang", String(8), primary_key=True),
+    Column("member_key", String(64), primary_key=True),
+    Column("prompt_version", String(40), primary_key=True),
+    Column("method", String(20), nullable=False),
+    Column("provider", String(40), nullable=False, default=""),
+    Column("verdict", String(20), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_summaries_story", "story_id"),
+)
+
+# The fact-check's verdict on each sentence of each draft, kept to be shown
+# and to measure the writers.
+fact_checks = Table(
+    "fact_checks",
+    metadata,
+    Column("story_id", String(40), primary_key=True),
+    Column("lang", String(8), primary_key=True),
+    Column("member_key", String(64), primary_key=True),
+    Column("prompt_version", String(40), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("sentence_index", Integer, primary_key=True),
+    Column("sentence", Text, nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("evidence", Text, nullable=True),
+    Column("item_ids", JSON, nullable=False),
+    Column("writer", String(40), nullable=False, default=""),
+    Column("checker", String(40), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 # Bot (issue 6) ---------------------------------------------------------------
 
 # Each story a reader was sent: a feedback tap finds its topic and source here,

@@ -6,14 +6,24 @@ numbered migrations applied in order and recorded in `schema_version`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 
 from functions.models import Item
@@ -21,14 +31,31 @@ from infra import db
 
 _LOGGER = logging.getLogger(__name__)
 
+# Identity keys that decide alone; title and content keys must also agree in time.
+_STRONG_KEYS = ("url:", "guid:")
+WEAK_MATCH_WINDOW = timedelta(days=2)
+_KEY_CHARS = 300
+
 
 def _initial_schema(conn: Connection) -> None:
     db.metadata.create_all(conn, checkfirst=True)
 
 
+def _editorial_tables(conn: Connection) -> None:
+    db.summaries.create(conn, checkfirst=True)
+    db.fact_checks.create(conn, checkfirst=True)
+
+
+def _bot_tables(conn: Connection) -> None:
+    db.delivered_stories.create(conn, checkfirst=True)
+    db.bot_updates.create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
+    (2, "summaries and fact checks", _editorial_tables),
+    (3, "delivered stories and seen bot updates", _bot_tables),
 ]
 
 
@@ -40,7 +67,15 @@ def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _stored_key(key: str) -> str:
+    """An identity key short enough for its column (long URLs are hashed)."""
+    if len(key) <= _KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return key[: _KEY_CHARS - 65] + "#" + digest
 
 
 @dataclass
@@ -91,17 +126,21 @@ class Store:
     # items -----------------------------------------------------------------
 
     def upsert_items(self, incoming: Iterable[Item]) -> UpsertResult:
-        """Store items by identity: any known key means the same item.
+        """Store items by identity: a known key means the same item.
 
         Fetching the same feed twice adds nothing; a changed GUID, a new
         title or a tracking parameter updates the stored item in place.
+        URL and GUID keys decide at once. A title or content key only
+        matches an item published within `WEAK_MATCH_WINDOW`, so a column
+        that reuses its headline every day is not one item forever.
         """
         result = UpsertResult(new=[], updated=[], unchanged=[])
         now = utcnow()
         with self.begin() as conn:
             for item in incoming:
-                existing_id = self._find_by_keys(conn, item.keys)
+                existing_id = self._match(conn, item)
                 if existing_id is None:
+                    item.id = self._free_id(conn, item)
                     self._insert_item(conn, item, now)
                     result.new.append(item.id)
                     continue
@@ -111,46 +150,86 @@ class Store:
                     select(db.items).where(db.items.c.id == existing_id)
                 ).one()
                 self._add_keys(conn, existing_id, item.keys)
-                if row.content_hash == item.content_hash and row.title == item.title:
-                    result.unchanged.append(existing_id)
-                    continue
                 # Keep first-seen and publication time: a re-dated copy is not news.
-                conn.execute(
-                    update(db.items)
-                    .where(db.items.c.id == existing_id)
-                    .values(
+                values: dict[str, Any] = {}
+                if row.content_hash != item.content_hash or row.title != item.title:
+                    values.update(
                         title=item.title,
                         text=item.text,
                         url=item.url,
                         guid=item.guid,
                         content_hash=item.content_hash,
                         title_hash=item.title_hash,
-                        updated_at=now,
                     )
+                if row.published_estimated and not item.published_estimated:
+                    values.update(published=item.published, published_estimated=False)
+                if not values:
+                    result.unchanged.append(existing_id)
+                    continue
+                conn.execute(
+                    update(db.items)
+                    .where(db.items.c.id == existing_id)
+                    .values(updated_at=now, **values)
                 )
                 result.updated.append(existing_id)
         return result
 
-    def _find_by_keys(self, conn: Connection, keys: list[str]) -> str | None:
+    def _match(self, conn: Connection, item: Item) -> str | None:
+        """The stored item this one is, trying its keys strongest first."""
+        keys = [_stored_key(k) for k in item.keys]
         if not keys:
             return None
+        rows = conn.execute(
+            select(db.item_keys.c.key, db.item_keys.c.item_id).where(
+                db.item_keys.c.key.in_(keys)
+            )
+        ).all()
+        found = {r.key: str(r.item_id) for r in rows}
+        for key in keys:
+            item_id = found.get(key)
+            if item_id is None:
+                continue
+            if key.startswith(_STRONG_KEYS) or self._close_in_time(conn, item_id, item):
+                return item_id
+        return None
+
+    def _close_in_time(self, conn: Connection, item_id: str, item: Item) -> bool:
         row = conn.execute(
-            select(db.item_keys.c.item_id).where(db.item_keys.c.key.in_(keys)).limit(1)
+            select(db.items.c.published, db.items.c.published_estimated).where(
+                db.items.c.id == item_id
+            )
         ).first()
-        return None if row is None else str(row.item_id)
+        if row is None:
+            return False
+        if row.published_estimated or item.published_estimated:
+            return True
+        stored = as_utc(row.published) or item.published
+        return abs(stored - item.published) <= WEAK_MATCH_WINDOW
+
+    def _free_id(self, conn: Connection, item: Item) -> str:
+        """The item's id, or a derived one if an unrelated item already holds it."""
+        candidate = item.id
+        for attempt in range(1, 100):
+            taken = conn.execute(
+                select(db.items.c.id).where(db.items.c.id == candidate)
+            ).first()
+            if taken is None:
+                return candidate
+            seed = f"{candidate}|{item.published.isoformat()}|{attempt}"
+            candidate = "i" + hashlib.sha1(seed.encode("utf-8")).hexdigest()[:19]
+        raise RuntimeError(f"no free id for item {item.id}")
 
     def _add_keys(self, conn: Connection, item_id: str, keys: list[str]) -> None:
+        stored = list(dict.fromkeys(_stored_key(k) for k in keys))
+        if not stored:
+            return
         known = {
             r.key
             for r in conn.execute(
-                select(db.item_keys.c.key).where(db.item_keys.c.key.in_(keys))
+                select(db.item_keys.c.key).where(db.item_keys.c.key.in_(stored))
             )
         }
-        fresh = [
-            {"key": k, "item_id": item_id}
-            for k in dict.fromkeys(keys)
-            if k not in known
-        ]
+        fresh = [{"key": k, "item_id": item_id} for k in stored if k not in known]
         if fresh:
             conn.execute(insert(db.item_keys), fresh)
 
@@ -194,7 +273,7 @@ class Store:
         if source:
             query = query.where(db.items.c.source == source)
         if since:
-            query = query.where(db.items.c.published >= since)
+            query = query.where(db.items.c.published >= as_utc(since))
         if limit:
             query = query.limit(limit)
         with self.begin() as conn:
@@ -202,7 +281,9 @@ class Store:
 
     def count_items(self) -> int:
         with self.begin() as conn:
-            return len(conn.execute(select(db.items.c.id)).all())
+            return int(
+                conn.execute(select(func.count()).select_from(db.items)).scalar_one()
+            )
 
     # sources ---------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 
 from infra.config import get_settings
 from infra.store import Store
+from tests.feedserver import FeedServer, serve
 
 _VENDOR_VARS = (
     "DEEPSEEK_API_KEY",
@@ -49,3 +50,21 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(f"sqlite:///{tmp_path / 'state.db'}")
     yield s
     s.close()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A programmable feed server on 127.0.0.1 (see tests/feedserver.py)."""
+    with serve() as server:
+        yield server
+
+
+@pytest.fixture
+def fast_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fetch settings that keep failure tests short: small timeouts, tiny backoff."""
+    monkeypatch.setenv("DIGEST_FETCH_TIMEOUT_S", "1")
+    monkeypatch.setenv("DIGEST_FETCH_DEADLINE_S", "10")
+    monkeypatch.setenv("DIGEST_FETCH_RETRIES", "2")
+    monkeypatch.setenv("DIGEST_FETCH_BACKOFF_S", "0.01")
+    monkeypatch.setenv("DIGEST_FETCH_BACKOFF_MAX_S", "0.05")
+    get_settings.cache_clear()

@@ -141,12 +141,12 @@ def send(channel: str, edition: str | None, preview: str | None) -> None:
     from pathlib import Path
 
     from bot.channels import deliver_digests
-    from bot.digests import build_from_store, load_sources
+    from bot.digests import build_from_store, configured_sources
     from bot.render import write_preview
 
     settings = get_settings()
     store = open_store()
-    sources = load_sources(settings.digest_sources)
+    sources = configured_sources(settings.digest_sources)
     active = list_readers(store, active_only=True)
     if not active:
         raise click.ClickException("no active readers: `digest readers add` adds one")

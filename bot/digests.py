@@ -1,16 +1,14 @@
 """Default providers for the bot: a digest built from stored data, and the sources.
 
 The pipeline plugs its own `build_digest_for(reader)` into the bot; until it
-does, `/digest` shows the most covered recent stories as extractive
-summaries (the first sentences of a member article), so the bot works on a
-fresh checkout with nothing but collected items.
+does, `/digest` shows the most covered recent stories (or, before anything
+is clustered, the newest items) as extractive summaries, so the bot works
+on a fresh checkout with nothing but collected items.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import tomllib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from functions.extractive import extractive_summary
 from functions.models import (
     Digest,
     DigestEntry,
@@ -25,8 +24,8 @@ from functions.models import (
     Source,
     SourceLink,
     Story,
-    Summary,
 )
+from functions.sources import SourcesError, load_sources
 from infra import db
 from infra.readers import Reader
 from infra.store import Store, as_utc, utcnow
@@ -35,39 +34,15 @@ _LOGGER = logging.getLogger(__name__)
 
 WINDOW_HOURS = 48
 _CANDIDATES = 200
-_SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")
-_SOURCE_FIELDS = set(Source.__dataclass_fields__)
 
 
-def load_sources(path: Path) -> list[Source]:
-    """Sources from a TOML file: `[[sources]]`, `[[source]]` or `[sources.<name>]`."""
+def configured_sources(path: Path) -> list[Source]:
+    """The configured sources, or none (logged) if the file cannot be used."""
     try:
-        with Path(path).open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        _LOGGER.warning("no sources file at %s", path)
+        return load_sources(path)
+    except SourcesError as exc:
+        _LOGGER.warning("no sources for the bot: %s", exc)
         return []
-    raw = data.get("sources", data.get("source", []))
-    if isinstance(raw, dict):
-        raw = [{"name": name, **values} for name, values in raw.items()]
-    sources = []
-    for entry in raw:
-        if not isinstance(entry, dict) or not entry.get("name"):
-            continue
-        known = {k: v for k, v in entry.items() if k in _SOURCE_FIELDS}
-        known.setdefault("url", "")
-        sources.append(Source(**known))
-    return sources
-
-
-def _first_sentences(text: str, count: int = 2, limit: int = 400) -> list[str]:
-    sentences = [s.strip() for s in _SENTENCE.split(text or "") if s.strip()]
-    chosen: list[str] = []
-    for sentence in sentences[:count]:
-        if chosen and sum(map(len, chosen)) + len(sentence) > limit:
-            break
-        chosen.append(sentence[:limit])
-    return chosen
 
 
 def _delivered(store: Store, reader_id: str) -> set[str]:
@@ -116,29 +91,25 @@ def _stories(store: Store, since: datetime) -> list[tuple[Story, list[str]]]:
 def _entry(
     story: Story, items: list[Item], lang: str, sources: dict[str, Source]
 ) -> DigestEntry | None:
+    """An extractive entry with one link per outlet, earliest article first."""
     if not items:
         return None
-    ordered = sorted(items, key=lambda i: (i.lang != lang, -i.published.timestamp()))
-    lead = ordered[0]
+    story.sources = sorted({item.source for item in items})
     links: list[SourceLink] = []
     seen: set[str] = set()
-    for item in ordered:
+    for item in sorted(items, key=lambda i: i.published):
         if item.source in seen:
             continue
         seen.add(item.source)
         source = sources.get(item.source)
-        name = source.display_name if source else item.source
-        ownership = source.ownership if source else "unknown"
-        links.append(SourceLink(name=name, url=item.url, ownership=ownership))
-    story.sources = [item.source for item in items]
-    summary = Summary(
-        story_id=story.id,
-        lang=lead.lang,
-        headline=lead.title,
-        sentences=_first_sentences(lead.text),
-        method="extractive",
-        verdict="unchecked",
-    )
+        links.append(
+            SourceLink(
+                name=source.display_name if source else item.source,
+                url=item.url,
+                ownership=source.ownership if source else "unknown",
+            )
+        )
+    summary = extractive_summary(story, items, lang)
     return DigestEntry(story=story, summary=summary, links=links, score=story.coverage)
 
 

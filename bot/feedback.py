@@ -1,10 +1,12 @@
 """Feedback taps: the buttons under each story, and what a tap stores.
 
-A button carries `fb:<action>:<story id>`, at most 4 + 40 bytes, well inside
+A button carries `fb:<action>:<story id>`, at most 5 + 40 bytes, well inside
 Telegram's 64. The story's topic and source are looked up in
 `delivered_stories`, written when the story was sent, rather than packed into
-the button. Ranking reads the `feedback` table; a reader's latest verdict on a
-story wins, so "more" replaces "less" and the other way round.
+the button. Ranking reads the `feedback` table: `topic` is the story's first
+canonical topic, `source` the source name (as in `items.source`) when one
+outlet alone carried the story. A reader's latest verdict on a story wins,
+so "more" replaces "less" and the other way round.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ class StoryRef:
 
     @property
     def source(self) -> str | None:
-        return self.sources[0] if self.sources else None
+        """The outlet a tap is about: the only one, or None when several carried it.
+
+        Ranking credits every member's outlet of a story whose tap names none.
+        """
+        return self.sources[0] if len(self.sources) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class FeedbackOutcome:
     topic: str = ""
     source: str | None = None
     headline: str = ""
+    outlets: tuple[str, ...] = ()
 
 
 def encode(action: str, story_id: str) -> str:
@@ -134,8 +141,7 @@ def remember_stories(
                 edition=edition,
                 headline=entry.summary.headline or entry.story.title,
                 topics=list(entry.summary.topics),
-                sources=[link.name for link in entry.links]
-                or list(entry.story.sources),
+                sources=sorted(set(entry.story.sources)),
                 delivered_at=now,
             )
             key = (table.c.reader_id == reader_id, table.c.story_id == entry.story.id)
@@ -175,10 +181,20 @@ def record(store: Store, reader_id: str, story_id: str, action: str) -> Feedback
         raise ValueError(f"unknown feedback action {action!r}")
     ref = story_ref(store, reader_id, story_id)
     topic = ref.topic if ref else ""
-    source = ref.source if ref else None
-    headline = ref.headline if ref else ""
+
+    def outcome(new: bool) -> FeedbackOutcome:
+        return FeedbackOutcome(
+            action=action,
+            story_id=story_id,
+            new=new,
+            topic=topic,
+            source=ref.source if ref else None,
+            headline=ref.headline if ref else "",
+            outlets=tuple(ref.sources) if ref else (),
+        )
+
     if action == "mute" and not topic:
-        return FeedbackOutcome(action, story_id, new=False, headline=headline)
+        return outcome(False)
 
     table = db.feedback
     try:
@@ -188,10 +204,7 @@ def record(store: Store, reader_id: str, story_id: str, action: str) -> Feedback
                 select(table.c.action).where(*mine, table.c.action == action)
             ).first()
             if known:
-                return FeedbackOutcome(
-                    action, story_id, new=False, topic=topic, source=source,
-                    headline=headline,
-                )  # fmt: skip
+                return outcome(False)
             if action in _OPPOSITE:
                 conn.execute(
                     delete(table).where(*mine, table.c.action == _OPPOSITE[action])
@@ -202,7 +215,7 @@ def record(store: Store, reader_id: str, story_id: str, action: str) -> Feedback
                     story_id=story_id,
                     action=action,
                     topic=topic,
-                    source=source,
+                    source=ref.source if ref else None,
                     created_at=utcnow(),
                 )
             )
@@ -210,9 +223,9 @@ def record(store: Store, reader_id: str, story_id: str, action: str) -> Feedback
                 _mute_topic(conn, reader_id, topic)
     except IntegrityError:
         # A concurrent identical tap inserted the same row first.
-        return FeedbackOutcome(action, story_id, False, topic, source, headline)
+        return outcome(False)
     _LOGGER.info("feedback %s on story %s from reader %s", action, story_id, reader_id)
-    return FeedbackOutcome(action, story_id, True, topic, source, headline)
+    return outcome(True)
 
 
 def _mute_topic(conn: Any, reader_id: str, topic: str) -> None:

@@ -39,14 +39,15 @@ from telegram.ext import (
 from bot import feedback, texts
 from bot.channels import OutgoingMessage, TelegramChannel, broadcast_messages
 from bot.client import api_base_urls, bot_token, make_request
-from bot.digests import build_from_store, load_sources, source_health
+from bot.digests import build_from_store, configured_sources, source_health
 from bot.ledger import DeliveryLedger
 from bot.limits import RateLimiter, TelegramPacing
 from bot.render import escape, ownership_label, split_html
 from functions.models import Digest, Source
 from infra.config import Settings
+from infra.llm.ledger import Ledger
 from infra.readers import Reader, get_reader, list_readers, save_reader, set_active
-from infra.store import Store, open_store
+from infra.store import Store, open_store, utcnow
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -79,16 +80,20 @@ def default_deps(settings: Settings, store: Store | None = None) -> BotDeps:
     store = store or open_store(settings.store_url)
 
     def sources() -> list[Source]:
-        return load_sources(settings.digest_sources)
+        return configured_sources(settings.digest_sources)
 
     def digest_for(reader: Reader) -> Digest:
         return build_from_store(store, reader, sources=sources())
+
+    def month_cost() -> float:
+        return Ledger(store).month_to_date(utcnow())
 
     return BotDeps(
         store=store,
         settings=settings,
         build_digest_for=digest_for,
         list_sources=sources,
+        month_cost=month_cost,
     )
 
 
@@ -484,7 +489,8 @@ async def _tell_admins(
     note = (
         f"⚠️ <b>Inaccuracy report</b>\nStory {escape(outcome.story_id)}: "
         f"{escape(outcome.headline) or '(headline unknown)'}\n"
-        f"Reader {escape(reader.id)}, source {escape(outcome.source or '?')}"
+        f"Reader {escape(reader.id)}; outlets: "
+        f"{escape(', '.join(outcome.outlets)) or '?'}"
     )
     for admin in sorted(deps.admin_ids):
         try:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-# Topic keys are what summaries carry in `Summary.topics` and profiles store.
+# Labels of the canonical topics summaries carry (functions.topics), in the
+# order the topic buttons show them.
 TOPICS: dict[str, tuple[str, str]] = {
     "politics": ("Politics", "政治"),
-    "economy": ("Economy & markets", "经济与市场"),
+    "economy": ("Economy", "经济"),
+    "trade": ("Trade", "贸易"),
+    "finance": ("Finance & markets", "金融"),
+    "property": ("Property", "房地产"),
     "technology": ("Technology", "科技"),
     "diplomacy": ("Foreign affairs", "外交"),
-    "military": ("Military & security", "军事与安全"),
+    "military": ("Military", "军事"),
+    "taiwan": ("Taiwan", "台湾"),
+    "hong kong": ("Hong Kong", "香港"),
+    "energy": ("Energy", "能源"),
+    "environment": ("Environment", "环境"),
+    "health": ("Health", "健康"),
     "society": ("Society", "社会"),
-    "environment": ("Environment & energy", "环境与能源"),
-    "taiwan-hk": ("Taiwan & Hong Kong", "台湾与香港"),
+    "law": ("Law & courts", "法治"),
+    "science": ("Science & space", "科学与航天"),
+    "transport": ("Transport", "交通"),
 }
 
 LANGUAGES = {"en": "English", "zh": "中文"}

@@ -115,7 +115,7 @@ def test_send_prints_each_active_readers_digest_once(run) -> None:
             Item(
                 source="xinhua",
                 url="https://x.example/1",
-                title="Trade <surplus> grows",
+                title="Trade surplus grows & widens",
                 text="The surplus grew. Exports rose.",
                 lang="en",
                 published=now,
@@ -137,7 +137,9 @@ def test_send_prints_each_active_readers_digest_once(run) -> None:
     second = run("send", "--channel", "console", "--edition", "e1")
 
     assert first.exit_code == 0, first.output
-    assert first.output.count("1. Trade <surplus> grows") == 2
+    assert first.output.count("1. Trade surplus grows & widens") == 2
     assert "Extractive summary" in first.output
     assert "1. Trade" not in second.output
-    assert "Trade &lt;surplus&gt; grows" in Path("p.html").read_text(encoding="utf-8")
+    assert "Trade surplus grows &amp; widens" in Path("p.html").read_text(
+        encoding="utf-8"
+    )

@@ -55,7 +55,7 @@ async def test_digest_arrives_as_escaped_html_with_feedback_buttons(
         "fb:r:s0001",
     ]
     assert rows[1][0]["text"] == "2 👍"
-    assert rows[0][2]["text"] == "🔇 Economy & markets"
+    assert rows[0][2]["text"] == "🔇 Economy"
 
 
 async def test_a_second_delivery_of_an_edition_sends_nothing(

@@ -8,12 +8,15 @@ import pytest
 from sqlalchemy import insert
 
 from bot import feedback
-from bot.digests import build_from_store, load_sources
+from bot.digests import build_from_store, configured_sources
+from bot.handlers import topics_keyboard
 from bot.ledger import MAX_ATTEMPTS, DeliveryLedger
+from bot.texts import TOPICS
 from functions.models import Item
+from functions.topics import TOPIC_KEYWORDS
 from infra import db
 from infra.readers import Reader, get_reader, save_reader
-from tests.bot_factories import make_digest, make_entry
+from tests.bot_factories import make_entry
 
 
 def test_callback_data_fits_64_bytes_for_the_longest_story_id() -> None:
@@ -47,21 +50,23 @@ def test_a_story_without_topics_gets_no_mute_button() -> None:
 
 def test_feedback_rows_keep_the_columns_ranking_reads(store) -> None:
     reader = save_reader(store, Reader(id="", chat_id="1"))
-    feedback.remember_stories(store, reader.id, "e1", make_digest(count=1).entries)
+    entries = [make_entry(1, sources=("xinhua-en",)), make_entry(2)]
+    feedback.remember_stories(store, reader.id, "e1", entries)
 
-    outcome = feedback.record(store, reader.id, "s0001", "more")
+    single = feedback.record(store, reader.id, "s0001", "more")
+    several = feedback.record(store, reader.id, "s0002", "less")
 
-    assert outcome.new
-    [row] = feedback.reader_feedback(store, reader.id)
-    assert set(row) >= {
-        "reader_id",
-        "story_id",
-        "action",
-        "topic",
-        "source",
-        "created_at",
-    }
-    assert (row["action"], row["topic"], row["source"]) == ("more", "economy", "Xinhua")
+    assert single.new and several.new
+    rows = feedback.reader_feedback(store, reader.id)
+    assert set(rows[0]) >= {
+        "reader_id", "story_id", "action", "topic", "source", "created_at",
+    }  # fmt: skip
+    # One outlet: named. Several: left empty, so ranking credits every member.
+    assert [(r["action"], r["topic"], r["source"]) for r in rows] == [
+        ("more", "economy", "xinhua-en"),
+        ("less", "economy", None),
+    ]
+    assert several.outlets == ("reuters", "xinhua")
 
 
 def test_feedback_on_an_unknown_story_is_kept_without_topic(store) -> None:
@@ -165,19 +170,19 @@ def test_default_digest_prefers_covered_stories_in_the_readers_language(
     _story(store, "small", ["item3"], coverage=1)
     sources_file = tmp_path / "sources.toml"
     sources_file.write_text(
-        '[[sources]]\nname = "xinhua"\nurl = "https://x"\nlabel = "Xinhua"\n'
-        'ownership = "state media"\nlang = "zh"\nunknown_key = 1\n',
+        '[[source]]\nname = "xinhua"\nurl = "https://x"\nlabel = "Xinhua"\n'
+        'ownership = "state media"\nlang = "zh"\n',
         encoding="utf-8",
     )
     reader = save_reader(store, Reader(id="", chat_id="5", lang="zh", digest_size=1))
 
-    digest = build_from_store(store, reader, sources=load_sources(sources_file))
+    digest = build_from_store(store, reader, sources=configured_sources(sources_file))
 
     [entry] = digest.entries
     assert entry.story.id == "big"
     assert entry.summary.headline == "Title 1 zh"
     assert entry.summary.method == "extractive"
-    assert entry.summary.sentences == ["First sentence 1.", "Second sentence."]
+    assert entry.summary.sentences[:2] == ["First sentence 1.", "Second sentence."]
     assert [(link.name, link.ownership) for link in entry.links] == [
         ("Xinhua", "state media"),
         ("reuters", "unknown"),
@@ -199,4 +204,13 @@ def test_default_digest_skips_what_the_reader_already_had(store) -> None:
 
 
 def test_missing_sources_file_means_no_sources(tmp_path) -> None:
-    assert load_sources(tmp_path / "absent.toml") == []
+    assert configured_sources(tmp_path / "absent.toml") == []
+
+
+def test_every_canonical_topic_has_a_label_and_a_button() -> None:
+    markup = topics_keyboard(Reader(id="r", chat_id="1"))
+    data = [b.callback_data for row in markup.inline_keyboard for b in row]
+
+    assert set(TOPICS) == set(TOPIC_KEYWORDS)
+    assert data[:-1] == [f"tp:{key}" for key in TOPICS] and data[-1] == "tp:done"
+    assert max(len(d.encode()) for d in data) <= 64

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert
 from telegram import Update
 from telegram.ext import Application
 
 from bot.feedback import reader_feedback
-from bot.handlers import BotDeps, build_application, set_commands
+from bot.handlers import (
+    BotDeps,
+    build_application,
+    default_deps,
+    set_commands,
+    status_text,
+)
 from bot.limits import RateLimiter
 from functions.models import Source
+from infra import db
 from infra.config import Settings, get_settings
 from infra.readers import Reader, get_reader, save_reader
 from infra.store import utcnow
@@ -35,7 +44,10 @@ def settings(fake_tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> Settings
 @pytest.fixture
 def deps(settings: Settings, store) -> BotDeps:
     def digest_for(reader: Reader):
-        entries = [make_entry(1, headline=HOSTILE), make_entry(2, topics=("politics",))]
+        entries = [
+            make_entry(1, headline=HOSTILE),
+            make_entry(2, topics=("politics",), sources=("xinhua",)),
+        ]
         return make_digest(entries, reader_id=reader.id, lang=reader.lang)
 
     sources = [
@@ -109,7 +121,7 @@ async def test_language_then_topics_then_done(
     labels = [
         b["text"] for row in toggles[1]["reply_markup"]["inline_keyboard"] for b in row
     ]
-    assert "✓ 经济与市场" in labels and "✓ 科技" in labels
+    assert "✓ 经济" in labels and "✓ 科技" in labels
     assert "已保存。你的话题：科技" in done["visible"]
     assert len(fake_tg.messages_to(503)) == 1  # every step edits the same message
 
@@ -124,7 +136,7 @@ async def test_topics_shows_and_changes_the_profile(
 
     [message] = fake_tg.messages_to(504)
     assert "Your topics: Foreign affairs" in message.visible
-    assert "Muted: Military & security" in message.visible
+    assert "Muted: Military" in message.visible
     reader = get_reader(store, chat_id=504)
     assert reader.topics == ["diplomacy", "military"] and reader.muted_topics == []
 
@@ -255,8 +267,8 @@ async def test_feedback_taps_are_stored_once_and_answered(
         for r in reader_feedback(store, reader.id)
     ]
     assert sorted(rows) == [
-        ("s0001", "less", "economy", "Xinhua"),
-        ("s0002", "mute", "politics", "Xinhua"),
+        ("s0001", "less", "economy", None),
+        ("s0002", "mute", "politics", "xinhua"),
     ]
     assert get_reader(store, chat_id=701).muted_topics == ["politics"]
 
@@ -274,6 +286,7 @@ async def test_report_reaches_the_admin_chat_once(
     [note] = fake_tg.messages_to(ADMIN)
     assert "Inaccuracy report" in note.visible
     assert HOSTILE in note.visible and "<script>" not in note.text
+    assert "outlets: reuters, xinhua" in note.visible
     assert [a.get("text") for a in fake_tg.answers] == [
         "⚠️ Thanks: reported to the editors.",
         "Already noted.",
@@ -333,3 +346,21 @@ async def test_polling_runs_the_same_handlers(
 
     assert "Welcome" in fake_tg.messages_to(801)[0].visible
     assert get_reader(store, chat_id=801).active
+
+
+def test_default_spend_is_the_llm_ledgers_month_to_date(
+    settings: Settings, store
+) -> None:
+    with store.begin() as conn:
+        for at, usd in ((utcnow(), 1.25), (utcnow() - timedelta(days=40), 9.0)):
+            conn.execute(
+                insert(db.llm_calls).values(
+                    at=at, stage="summarize", provider="deepseek", model="m",
+                    outcome="ok", tier="standard", cost_usd=usd,
+                )
+            )  # fmt: skip
+
+    deps = default_deps(settings, store)
+
+    assert deps.month_cost() == pytest.approx(1.25)
+    assert "Spend</b> this month: $1.25 of $50.00" in status_text(deps)

@@ -57,6 +57,10 @@ _LABELS: dict[str, dict[str, str]] = {
         "government": "government",
         "reader": "Reader",
         "edition": "edition",
+        "update": "Update",
+        "text_lang": "in {lang}: no source in English",
+        "lang_en": "English",
+        "lang_zh": "Chinese",
     },
     "zh": {
         "generated": "生成于 {time}",
@@ -78,6 +82,10 @@ _LABELS: dict[str, dict[str, str]] = {
         "government": "政府",
         "reader": "读者",
         "edition": "期号",
+        "update": "更新",
+        "text_lang": "{lang}原文：没有中文来源",
+        "lang_en": "英文",
+        "lang_zh": "中文",
     },
 }
 
@@ -156,7 +164,30 @@ def method_note(summary: Summary, lang: str) -> str:
     labels = _labels(lang)
     method = labels.get(summary.method, clean(summary.method))
     verdict = labels.get(summary.verdict, clean(summary.verdict))
-    return f"{method} · {verdict}"
+    note = f"{method} · {verdict}"
+    written_in = clean(summary.text_lang)
+    if written_in and written_in != lang:
+        name = labels.get(f"lang_{written_in}", written_in)
+        note += " · " + labels["text_lang"].format(lang=name)
+    return note
+
+
+def summary_text(summary: Summary) -> str:
+    """The summary's sentences, a claim only one outlet carries attributed to it."""
+    return clean(" ".join(summary.attributed_sentences()))
+
+
+def extra_facts(summary: Summary) -> list[str]:
+    """Key facts that do not merely repeat a sentence of the summary."""
+    said = {clean(sentence) for sentence in summary.sentences}
+    facts = [clean(fact.text) for fact in summary.key_facts]
+    return [fact for fact in facts if fact and fact not in said]
+
+
+def headline(entry: DigestEntry, lang: str) -> str:
+    """The story's headline, marked when it is back with new facts."""
+    text = clean(entry.summary.headline) or clean(entry.story.title)
+    return f"{_labels(lang)['update']}: {text}" if entry.is_update else text
 
 
 def _link_text(link: SourceLink, lang: str) -> tuple[str, str]:
@@ -191,11 +222,10 @@ def _telegram_links(links: list[SourceLink], lang: str) -> str:
 
 def _telegram_story(number: int, entry: DigestEntry, lang: str) -> str:
     summary = entry.summary
-    headline = escape(summary.headline) or escape(entry.story.title)
-    lines = [f"<b>{number}. {headline}</b>"]
-    if clean(summary.text):
-        lines.append(escape(summary.text))
-    lines.extend(f"• {escape(fact.text)}" for fact in summary.key_facts)
+    lines = [f"<b>{number}. {escape(headline(entry, lang))}</b>"]
+    if summary_text(summary):
+        lines.append(escape(summary_text(summary)))
+    lines.extend(f"• {escape(fact)}" for fact in extra_facts(summary))
     lines.append(f"<i>{escape(method_note(summary, lang))}</i>")
     if entry.links:
         label = _labels(lang)["sources"]
@@ -211,7 +241,10 @@ def telegram_parts(
         raise ValueError(f"limit {limit} is too small for a Telegram message")
     header = _telegram_header(digest)
     if not digest.entries:
-        note = f"{header}\n\n{escape(_labels(digest.lang)['empty'])}"
+        # An empty digest's opening (if any) is the note that says so.
+        note = header
+        if not clean(digest.opening):
+            note += f"\n\n{escape(_labels(digest.lang)['empty'])}"
         return [TelegramPart(html=piece, story_ids=()) for piece in _fit(note, limit)]
 
     budget = limit - _PART_MARKER_RESERVE
@@ -220,7 +253,8 @@ def telegram_parts(
         blocks.append((_telegram_story(number, entry, digest.lang), (entry.story.id,)))
 
     parts: list[tuple[str, tuple[str, ...]]] = []
-    text, ids = "", ()
+    text = ""
+    ids: tuple[str, ...] = ()
     for block, block_ids in blocks:
         joined = f"{text}\n\n{block}" if text else block
         if utf16_len(joined) <= budget:
@@ -228,9 +262,10 @@ def telegram_parts(
             continue
         if text:
             parts.append((text, ids))
+        # A story too long for one message: its buttons go under its last piece.
         pieces = split_html(block, budget)
         for piece in pieces[:-1]:
-            parts.append((piece, block_ids))
+            parts.append((piece, ()))
         text, ids = pieces[-1], block_ids
     parts.append((text, ids))
 
@@ -369,18 +404,16 @@ def render_text(digest: Digest) -> str:
     if clean(digest.opening):
         lines += ["", clean(digest.opening)]
     if not digest.entries:
-        lines += ["", labels["empty"]]
+        if not clean(digest.opening):
+            lines += ["", labels["empty"]]
         return "\n".join(lines) + "\n"
 
     for number, entry in enumerate(digest.entries, start=1):
         summary = entry.summary
-        lines += [
-            "",
-            f"{number}. {clean(summary.headline) or clean(entry.story.title)}",
-        ]
-        if clean(summary.text):
-            lines.append(f"   {clean(summary.text)}")
-        lines.extend(f"   • {clean(fact.text)}" for fact in summary.key_facts)
+        lines += ["", f"{number}. {headline(entry, digest.lang)}"]
+        if summary_text(summary):
+            lines.append(f"   {summary_text(summary)}")
+        lines.extend(f"   • {fact}" for fact in extra_facts(summary))
         lines.append(f"   [{method_note(summary, digest.lang)}]")
         if entry.links:
             shown = []
@@ -411,12 +444,11 @@ ul { padding-left: 1.2rem; }
 
 def _page_story(number: int, entry: DigestEntry, lang: str) -> str:
     summary = entry.summary
-    headline = escape(summary.headline) or escape(entry.story.title)
-    out = [f"<article>\n<h3>{number}. {headline}</h3>"]
-    if clean(summary.text):
-        out.append(f"<p>{escape(summary.text)}</p>")
-    if summary.key_facts:
-        facts = "".join(f"<li>{escape(fact.text)}</li>" for fact in summary.key_facts)
+    out = [f"<article>\n<h3>{number}. {escape(headline(entry, lang))}</h3>"]
+    if summary_text(summary):
+        out.append(f"<p>{escape(summary_text(summary))}</p>")
+    if extra_facts(summary):
+        facts = "".join(f"<li>{escape(fact)}</li>" for fact in extra_facts(summary))
         out.append(f"<ul>{facts}</ul>")
     css = " ".join(
         escape_attr(re.sub(r"[^a-z-]", "", value.lower()))
@@ -454,7 +486,7 @@ def _page_section(digest: Digest) -> str:
     ]
     if clean(digest.opening):
         out.append(f"<p>{escape(digest.opening)}</p>")
-    if not digest.entries:
+    if not digest.entries and not clean(digest.opening):
         out.append(f"<p>{escape(labels['empty'])}</p>")
     for number, entry in enumerate(digest.entries, start=1):
         out.append(_page_story(number, entry, digest.lang))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -291,3 +292,27 @@ fact_checks = Table(
 # and hashes the text it embedded (`infra.embedders.vector_key`), so a new
 # embedder or an edited article is embedded again and nothing else ever is.
 items.append_column(Column("vector_key", String(100), nullable=True))
+
+# Bot (issue 6) ---------------------------------------------------------------
+
+# Each story a reader was sent: a feedback tap finds its topic and source here,
+# and ranking can leave out what a reader has already had.
+delivered_stories = Table(
+    "delivered_stories",
+    metadata,
+    Column("reader_id", String(40), primary_key=True),
+    Column("story_id", String(40), primary_key=True),
+    Column("edition", String(40), nullable=False),
+    Column("headline", Text, nullable=False, default=""),
+    Column("topics", JSON, nullable=False),
+    Column("sources", JSON, nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+)
+
+# Telegram re-sends an update whose delivery failed; each update_id is handled once.
+bot_updates = Table(
+    "bot_updates",
+    metadata,
+    Column("update_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+)

@@ -64,12 +64,18 @@ def _vector_key_column(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE items ADD COLUMN vector_key VARCHAR(100)"))
 
 
+def _bot_tables(conn: Connection) -> None:
+    db.delivered_stories.create(conn, checkfirst=True)
+    db.bot_updates.create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "summaries and fact checks", _editorial_tables),
     (3, "clustering: stories, members, keys, local vectors", _clustering_schema),
     (4, "embedding cache: items.vector_key", _vector_key_column),
+    (5, "delivered stories and seen bot updates", _bot_tables),
 ]
 
 

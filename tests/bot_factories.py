@@ -19,6 +19,7 @@ def make_entry(
     topics: tuple[str, ...] = ("economy",),
     links: list[SourceLink] | None = None,
     facts: tuple[str, ...] = (),
+    sources: tuple[str, ...] = ("xinhua", "reuters"),
 ) -> DigestEntry:
     story = Story(
         id=f"s{n:04d}",
@@ -27,7 +28,7 @@ def make_entry(
         first_seen=GENERATED,
         last_seen=GENERATED,
         langs=["en"],
-        sources=["Xinhua", "Reuters"],
+        sources=list(sources),
     )
     summary = Summary(
         story_id=story.id,

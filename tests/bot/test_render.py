@@ -198,9 +198,11 @@ def test_oversized_story_splits_inside_without_breaking_tags() -> None:
     facts = tuple(f"Fact {n} with <tags> & more detail." for n in range(200))
     digest = make_digest([make_entry(1, facts=facts)])
 
-    messages = render_telegram(digest, limit=1500)
+    parts = telegram_parts(digest, limit=1500)
+    messages = [part.html for part in parts]
 
     assert len(messages) > 2
+    assert [part.story_ids for part in parts][-2:] == [(), ("s0001",)]
     for message in messages:
         assert utf16_len(message) <= 1500
         parse_html(message)
@@ -265,3 +267,48 @@ def test_write_preview_writes_the_page(tmp_path) -> None:
     assert written == target
     assert "Story 1" in target.read_text(encoding="utf-8")
     assert list(target.parent.iterdir()) == [target]
+
+
+def test_a_claim_only_one_outlet_carries_is_attributed() -> None:
+    entry = make_entry(1, text="Exports rose 5%.")
+    entry.summary.sentences = ["Exports rose 5%.", "Imports fell."]
+    entry.summary.sentence_sources = [["Reuters"], ["Reuters", "Xinhua"]]
+
+    visible = parse_html(render_telegram(make_digest([entry]))[0])
+
+    assert "Exports rose 5%. (Reuters) Imports fell." in visible
+
+
+def test_key_facts_that_repeat_the_summary_are_not_listed_twice() -> None:
+    entry = make_entry(1, text="Exports rose.", facts=("Exports rose.", "Tariffs cut."))
+
+    text = render_text(make_digest([entry]))
+
+    assert text.count("Exports rose.") == 1
+    assert "   • Tariffs cut." in text
+
+
+def test_a_story_back_with_new_facts_is_marked_as_an_update() -> None:
+    entry = make_entry(1)
+    entry.is_update = True
+
+    assert "<b>1. Update: Story 1</b>" in render_telegram(make_digest([entry]))[0]
+    assert "1. 更新: Story 1" in render_text(make_digest([entry], lang="zh"))
+
+
+def test_summary_in_another_language_says_so() -> None:
+    entry = make_entry(1)
+    entry.summary.text_lang = "zh"
+
+    assert "in Chinese: no source in English" in render_text(make_digest([entry]))
+
+
+def test_quiet_day_note_replaces_the_empty_line() -> None:
+    digest = make_digest([], opening="Nothing today met the bar <for> your digest.")
+
+    [message] = render_telegram(digest)
+
+    visible = parse_html(message)
+    assert "Nothing today met the bar <for> your digest." in visible
+    assert "Nothing worth sending today." not in visible
+    assert "Nothing worth sending today." not in render_text(digest)

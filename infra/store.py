@@ -2,6 +2,12 @@
 
 Only SQL that both engines run is written here. Schema changes are
 numbered migrations applied in order and recorded in `schema_version`.
+
+Concurrency: the cron job and the webhook write at the same time. On
+PostgreSQL migrations serialize on an advisory lock; on SQLite every
+transaction starts with `BEGIN IMMEDIATE`, so writers queue on the busy
+timeout instead of failing with "database is locked" when a read turns
+into a write.
 """
 
 from __future__ import annotations
@@ -13,13 +19,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Row
 
 from functions.models import Item
 from infra import db
 
 _LOGGER = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same in every process.
+_MIGRATION_LOCK_KEY = 7_302_461
 
 
 def _initial_schema(conn: Connection) -> None:
@@ -70,6 +89,13 @@ class Store:
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version now in force."""
         with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Two containers starting on a fresh database would both
+                # create the tables; the second waits here instead.
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": _MIGRATION_LOCK_KEY},
+                )
             db.schema_version.create(conn, checkfirst=True)
             done = {r.version for r in conn.execute(select(db.schema_version))}
             for version, description, step in MIGRATIONS:
@@ -202,7 +228,9 @@ class Store:
 
     def count_items(self) -> int:
         with self.begin() as conn:
-            return len(conn.execute(select(db.items.c.id)).all())
+            return int(
+                conn.execute(select(func.count()).select_from(db.items)).scalar_one()
+            )
 
     # sources ---------------------------------------------------------------
 
@@ -267,9 +295,17 @@ class Store:
                 conn.execute(insert(db.runs).values(id=run_id, **values))
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        query = select(db.runs).order_by(db.runs.c.started_at.desc()).limit(limit)
+        query = (
+            select(db.runs)
+            .order_by(db.runs.c.started_at.desc(), db.runs.c.id.desc())
+            .limit(limit)
+        )
         with self.begin() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["started_at"] = as_utc(row["started_at"])
+            row["finished_at"] = as_utc(row["finished_at"])
+        return rows
 
 
 def _row_to_item(row: Row[Any]) -> Item:
@@ -295,10 +331,16 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Take BEGIN away from the sqlite3 driver so `_begin` can say IMMEDIATE.
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -13,6 +13,8 @@ into a write.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -325,6 +327,23 @@ def _row_to_item(row: Row[Any]) -> Item:
     )
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch a new SQLite file to WAL; the mode is stored in the file itself.
+
+    Switching ignores the busy timeout, so connections racing to open a fresh
+    file retry here for a few seconds instead of failing.
+    """
+    for _ in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -334,7 +353,7 @@ def _make_engine(url: str) -> Engine:
             # Take BEGIN away from the sqlite3 driver so `_begin` can say IMMEDIATE.
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import sentry_sdk
 from pydantic import SecretStr
+from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 from infra.config import Settings
 from infra.logs import current_context, mask_chat_id, redact, register_secret
@@ -89,7 +90,7 @@ def init_sentry(settings: Settings, *, release: str | None = None) -> bool:
     return True
 
 
-def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def scrub_event(event: Event, hint: Hint) -> Event | None:
     """`before_send`: tag the run, then redact everything that could be secret."""
     if event.get("type") == "check_in":
         return event
@@ -99,15 +100,13 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
         if field in _TAG_FIELDS:
             tags.setdefault(field, value)
     event.pop("user", None)
-    scrubbed: dict[str, Any] = _scrub(event)
+    scrubbed: Event = _scrub(event)
     return scrubbed
 
 
-def scrub_breadcrumb(
-    crumb: dict[str, Any], hint: dict[str, Any]
-) -> dict[str, Any] | None:
+def scrub_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb | None:
     """`before_breadcrumb`: HTTP breadcrumbs carry the bot token in their URL."""
-    scrubbed: dict[str, Any] = _scrub(crumb)
+    scrubbed: Breadcrumb = _scrub(crumb)
     return scrubbed
 
 

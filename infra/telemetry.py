@@ -55,6 +55,8 @@ _PERSONAL_KEYS = frozenset(
 _CHAT_ID_KEYS = frozenset({"chat_id", "user_id", "reader_chat_id"})
 _TAG_FIELDS = ("run_id", "stage", "job")
 
+_started_with: str | None = None
+
 
 def init_sentry(settings: Settings, *, release: str | None = None) -> bool:
     """Start Sentry when a DSN is configured; True if events will be sent."""
@@ -63,9 +65,14 @@ def init_sentry(settings: Settings, *, release: str | None = None) -> bool:
             register_secret(value.get_secret_value())
     if settings.sentry_dsn is None:
         return False
+    global _started_with
+    dsn = settings.sentry_dsn.get_secret_value()
+    if _started_with == dsn and sentry_sdk.get_client().is_active():
+        return True
 
+    _started_with = dsn
     sentry_sdk.init(
-        dsn=settings.sentry_dsn.get_secret_value(),
+        dsn=dsn,
         release=release or settings.sentry_release or "china-to-watch@dev",
         environment=settings.sentry_environment,
         before_send=scrub_event,
@@ -181,6 +188,8 @@ def flush(timeout_s: float = 5.0) -> None:
 
 def shutdown() -> None:
     """Flush and stop sending (tests; local commands that started Sentry)."""
+    global _started_with
+    _started_with = None
     client = sentry_sdk.get_client()
     if client.is_active():
         client.close(timeout=5.0)

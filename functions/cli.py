@@ -27,6 +27,10 @@ def _register() -> None:
 
     for command in cli_collect.COMMANDS:
         cli.add_command(command)
+    from functions import cli_ops
+
+    for command in cli_ops.COMMANDS:
+        cli.add_command(command)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ The work itself is `functions.run.collect_and_cluster` and
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import secrets
@@ -24,6 +25,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from functions import fanout
 from infra import lease, telemetry
@@ -113,7 +119,14 @@ def run_job(
             ),
         ):
             return _run_held(
-                job, schedule, run_id, store, holder, work, send or console_sender()
+                job,
+                schedule,
+                run_id,
+                store,
+                holder,
+                work,
+                send or console_sender(),
+                timedelta(hours=settings.alert_window_hours),
             )
     finally:
         telemetry.flush()
@@ -129,6 +142,7 @@ def _run_held(
     holder: str,
     work: Callable[[Store], Report],
     send: Sender,
+    alert_window: timedelta,
 ) -> Report:
     started = utcnow()
     if not lease.acquire(store, f"job:{job}", schedule.lease_ttl_s, holder):
@@ -157,7 +171,7 @@ def _run_held(
         str(report["run_id"]), job, str(report["status"]), report, started, utcnow()
     )
     alerts = evaluate_alerts(store, report)
-    dispatch_alerts(store, alerts, send)
+    dispatch_alerts(store, alerts, send, window=alert_window)
     _LOGGER.info(
         "%s %s in %.1fs, %d alerts",
         job,
@@ -283,3 +297,25 @@ def health(store: Store, now: datetime | None = None) -> tuple[bool, Report]:
             "schedule": f"{schedule.cron} ({schedule.timezone})",
         }
     return healthy, {"ok": healthy, "checked_at": now.isoformat(), "jobs": jobs}
+
+
+def health_app(settings: Settings) -> Starlette:
+    """`GET /`: 200 with each job's last run when healthy, 503 when not.
+
+    Mounted on Modal with proxy auth, so only callers holding a Modal proxy
+    token (Modal-Key / Modal-Secret headers) reach it; the body holds run
+    ids, statuses and ages, nothing personal or secret.
+    """
+
+    async def check(request: Request) -> JSONResponse:
+        def read() -> tuple[bool, Report]:
+            store = open_store(settings.store_url)
+            try:
+                return health(store)
+            finally:
+                store.close()
+
+        healthy, body = await asyncio.to_thread(read)
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    return Starlette(routes=[Route("/", check, methods=["GET"])])

@@ -362,7 +362,10 @@ def _make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # No server-side prepared statements: a transaction-mode pooler (Neon's,
+    # Supabase's PgBouncer) may hand each transaction a different backend.
+    connect_args = {"prepare_threshold": None} if "+psycopg" in url else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def open_store(url: str | None = None) -> Store:

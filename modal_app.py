@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent
 APP_NAME = "china-to-watch"
 SECRET_NAME = "china-to-watch"
 REQUIRED_KEYS = ["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "DATABASE_URL"]
+REQUIREMENTS = ROOT / "requirements.lock"
 MINUTES = 60
 
 COLLECT = jobs.SCHEDULES["collect"]
@@ -67,11 +68,14 @@ def _release() -> str:
     return f"china-to-watch@{sha}"
 
 
-ENV = {"SENTRY_RELEASE": _release(), "SENTRY_ENVIRONMENT": "production"}
+ENV: dict[str, str | None] = {
+    "SENTRY_RELEASE": _release(),
+    "SENTRY_ENVIRONMENT": "production",
+}
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install_from_requirements(str(ROOT / "requirements.lock"))
+    .pip_install_from_requirements(str(REQUIREMENTS))
     .env({"PYTHONUNBUFFERED": "1"})
     .add_local_file(ROOT / "sources.toml", "/root/sources.toml")
     .add_local_file(ROOT / "prices.toml", "/root/prices.toml")

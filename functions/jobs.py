@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from functions import fanout
 from infra import lease, telemetry
-from infra.alerts import console_sender, dispatch_alerts, evaluate_alerts
+from infra.alerts import default_sender, dispatch_alerts, evaluate_alerts
 from infra.config import Settings
 from infra.logs import current_context, redact, run_context
 from infra.store import Store, open_store, utcnow
@@ -125,7 +125,7 @@ def run_job(
                 store,
                 holder,
                 work,
-                send or console_sender(),
+                send or default_sender(settings),
                 timedelta(hours=settings.alert_window_hours),
             )
     finally:

@@ -26,6 +26,7 @@ Texts are plain text, redacted, and never carry chat ids or message texts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import uuid
@@ -35,7 +36,8 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from infra import lease, runreport
-from infra.logs import redact
+from infra.config import Settings
+from infra.logs import mask_chat_id, redact
 from infra.readers import list_readers
 from infra.store import Store, utcnow
 
@@ -272,3 +274,50 @@ def console_sender(stream: IO[str] | None = None) -> Callable[[str], None]:
         print(f"ALERT {text}", file=stream or sys.stderr, flush=True)
 
     return send
+
+
+def telegram_sender(settings: Settings) -> Callable[[str], None]:
+    """A `send` for production: each alert to every admin chat, as plain text.
+
+    Raises only when no admin chat got the message, so one blocked admin
+    does not make the others receive it again on the next run.
+    """
+    from telegram import Bot, LinkPreviewOptions
+
+    if settings.telegram_bot_token is None or not settings.admin_chat_ids:
+        raise ValueError("set TELEGRAM_BOT_TOKEN and TELEGRAM_ADMIN_CHAT_IDS")
+    token = settings.telegram_bot_token.get_secret_value()
+    base_url = settings.telegram_api_base_url.rstrip("/") + "/bot"
+    chats = settings.admin_chat_ids
+
+    async def deliver(text: str) -> int:
+        delivered = 0
+        async with Bot(token, base_url=base_url) as bot:
+            for chat in chats:
+                try:
+                    await bot.send_message(
+                        chat,
+                        text[:4000],
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    )
+                    delivered += 1
+                except Exception:
+                    _LOGGER.warning(
+                        "alert not delivered to admin %s",
+                        mask_chat_id(chat),
+                        exc_info=True,
+                    )
+        return delivered
+
+    def send(text: str) -> None:
+        if not asyncio.run(deliver(text)):
+            raise ConnectionError("no admin chat received the alert")
+
+    return send
+
+
+def default_sender(settings: Settings) -> Callable[[str], None]:
+    """Telegram when a bot token and admin chats are configured, else the console."""
+    if settings.telegram_bot_token is not None and settings.admin_chat_ids:
+        return telegram_sender(settings)
+    return console_sender()

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
 from infra import readers
-from infra.alerts import Alert, console_sender, dispatch_alerts, evaluate_alerts
+from infra.alerts import (
+    Alert,
+    console_sender,
+    default_sender,
+    dispatch_alerts,
+    evaluate_alerts,
+    telegram_sender,
+)
+from infra.config import Settings
 from infra.store import Store
 
 NOW = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)
@@ -263,3 +275,104 @@ def test_the_console_sender_prints_the_alert() -> None:
     console_sender(out)("🟠 source x is stale")
 
     assert out.getvalue() == "ALERT 🟠 source x is stale\n"
+
+
+class FakeBotApi:
+    """The two Bot API methods an alert needs, on 127.0.0.1; chat 222 blocked us."""
+
+    def __init__(self, token: str) -> None:
+        self.sent: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if "json" in self.headers.get("Content-Type", ""):
+                    params = json.loads(body or b"{}")
+                else:
+                    params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                method = self.path.rsplit("/", 1)[-1]
+                status, answer = fake.answer(self.path, method, params)
+                payload = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.token = token
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(
+        self, path: str, method: str, params: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        if not path.startswith(f"/bot{self.token}/"):
+            return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+        if method == "getMe":
+            me = {"id": 1, "is_bot": True, "first_name": "Watch", "username": "ctw_bot"}
+            return 200, {"ok": True, "result": me}
+        if str(params.get("chat_id")) == "222":
+            blocked = "Forbidden: bot was blocked by the user"
+            return 403, {"ok": False, "error_code": 403, "description": blocked}
+        self.sent.append(params)
+        chat = {"id": int(params["chat_id"]), "type": "private"}
+        message = {"message_id": len(self.sent), "date": 0, "chat": chat}
+        return 200, {"ok": True, "result": {**message, "text": params["text"]}}
+
+
+@pytest.fixture
+def bot_api() -> Iterator[FakeBotApi]:
+    fake = FakeBotApi("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1")
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def bot_settings(api: FakeBotApi, admins: str) -> Settings:
+    return Settings.model_validate(
+        {
+            "TELEGRAM_BOT_TOKEN": api.token,
+            "TELEGRAM_API_BASE_URL": api.url,
+            "TELEGRAM_ADMIN_CHAT_IDS": admins,
+        }
+    )
+
+
+def test_alerts_reach_every_admin_chat_as_plain_text(bot_api: FakeBotApi) -> None:
+    send = default_sender(bot_settings(bot_api, "111,333"))
+
+    send("🔴 digest run <b>x</b> failed")
+
+    assert [m["chat_id"] for m in bot_api.sent] == ["111", "333"]
+    assert all(m["text"] == "🔴 digest run <b>x</b> failed" for m in bot_api.sent)
+    assert all("parse_mode" not in m for m in bot_api.sent)
+
+
+def test_one_blocked_admin_does_not_fail_the_alert(bot_api: FakeBotApi) -> None:
+    send = telegram_sender(bot_settings(bot_api, "222,111"))
+
+    send("🟠 source x is stale")
+
+    assert [m["chat_id"] for m in bot_api.sent] == ["111"]
+
+
+def test_an_alert_no_admin_received_is_an_error(bot_api: FakeBotApi) -> None:
+    send = telegram_sender(bot_settings(bot_api, "222"))
+
+    with pytest.raises(ConnectionError):
+        send("🔴 nobody hears this")
+
+
+def test_without_admin_chats_alerts_go_to_the_console(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = Settings.model_validate({"TELEGRAM_BOT_TOKEN": "123:abc"})
+
+    default_sender(settings)("🟢 collect runs work again")
+
+    assert capsys.readouterr().err == "ALERT 🟢 collect runs work again\n"

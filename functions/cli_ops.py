@@ -11,12 +11,14 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from functions import jobs
+from infra import db
 from infra.alerts import console_sender
 from infra.config import get_settings
 from infra.runreport import RunMetrics, metrics
-from infra.store import open_store, utcnow
+from infra.store import Store, as_utc, open_store, utcnow
 
 _STATUS_STYLE = {"ok": "green", "degraded": "yellow", "failed": "red", "skipped": "dim"}
 
@@ -30,10 +32,16 @@ _STATUS_STYLE = {"ok": "green", "degraded": "yellow", "failed": "red", "skipped"
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a page with charts of items, stories, cost and failures.",
 )
-def status(limit: int, as_json: bool, html_path: Path | None) -> None:
+@click.option("--run", "run_id", help="Print one run's whole report as JSON.")
+def status(
+    limit: int, as_json: bool, html_path: Path | None, run_id: str | None
+) -> None:
     """Recent runs: counts, cost, deliveries and failures, newest first."""
     store = open_store(get_settings().store_url)
     try:
+        if run_id is not None:
+            _print_run(store, run_id)
+            return
         runs = [metrics(run) for run in store.recent_runs(limit=limit)]
         healthy, health = jobs.health(store)
     finally:
@@ -49,6 +57,23 @@ def status(limit: int, as_json: bool, html_path: Path | None) -> None:
         return
     if html_path is None:
         _print_table(runs, health, healthy)
+
+
+def _print_run(store: Store, run_id: str) -> None:
+    with store.begin() as conn:
+        row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).first()
+    if row is None:
+        raise click.ClickException(f"no run {run_id!r}; `digest status` lists them")
+    run = dict(row._mapping)
+    body = {
+        "id": run["id"],
+        "kind": run["kind"],
+        "status": run["status"],
+        "started_at": as_utc(run["started_at"]),
+        "finished_at": as_utc(run["finished_at"]),
+        "report": run["report"],
+    }
+    click.echo(json.dumps(body, ensure_ascii=False, indent=2, default=str))
 
 
 def _print_table(runs: list[RunMetrics], health: dict[str, Any], ok: bool) -> None:

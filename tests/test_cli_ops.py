@@ -82,6 +82,20 @@ def test_status_prints_a_table(history: None) -> None:
     assert "digest-bad" in result.output  # its error is listed
 
 
+def test_status_prints_one_run_in_full(history: None) -> None:
+    result = CliRunner().invoke(cli, ["status", "--run", "digest-ok"])
+    missing = CliRunner().invoke(cli, ["status", "--run", "nope"])
+
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["status"] == "degraded"
+    assert body["report"]["fallbacks"] == [
+        {"kind": "provider", "detail": "deepseek -> qwen"}
+    ]
+    assert body["started_at"] == "2025-11-14 08:00:00+00:00"
+    assert missing.exit_code == 1 and "no run 'nope'" in missing.output
+
+
 def test_status_with_no_runs_says_how_to_start() -> None:
     result = CliRunner().invoke(cli, ["status"])
 

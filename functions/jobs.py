@@ -118,16 +118,21 @@ def run_job(
                 schedule.monitor_slug, schedule.monitor_config(), enabled=monitored
             ),
         ):
-            return _run_held(
-                job,
-                schedule,
-                run_id,
-                store,
-                holder,
-                work,
-                send or default_sender(settings),
-                timedelta(hours=settings.alert_window_hours),
-            )
+            try:
+                return _run_held(
+                    job,
+                    schedule,
+                    run_id,
+                    store,
+                    holder,
+                    work,
+                    send or default_sender(settings),
+                    timedelta(hours=settings.alert_window_hours),
+                )
+            except Exception as error:
+                # Also failures outside the work: the store down, a failed report.
+                telemetry.capture_exception(error)
+                raise
     finally:
         telemetry.flush()
         if own_store:
@@ -170,8 +175,13 @@ def _run_held(
     store.save_run(
         str(report["run_id"]), job, str(report["status"]), report, started, utcnow()
     )
-    alerts = evaluate_alerts(store, report)
-    dispatch_alerts(store, alerts, send, window=alert_window)
+    try:
+        alerts = evaluate_alerts(store, report)
+        dispatch_alerts(store, alerts, send, window=alert_window)
+    except Exception:
+        # Alerting must not fail a run that worked; the error still reaches Sentry.
+        _LOGGER.error("alerts for %s could not be evaluated", job, exc_info=True)
+        alerts = []
     _LOGGER.info(
         "%s %s in %.1fs, %d alerts",
         job,

@@ -252,3 +252,17 @@ def test_health_reports_late_and_failed_jobs(any_store: Store) -> None:
     any_store.save_run("d3", "digest", "ok", {}, NOW)
     healthy, body = jobs.health(any_store, NOW + timedelta(hours=4))
     assert not healthy and not body["jobs"]["digest"]["ok"]
+
+
+def test_broken_alerting_does_not_fail_a_good_run(
+    settings: Settings, any_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any, **__: Any) -> list[Any]:
+        raise RuntimeError("alert rule bug")
+
+    monkeypatch.setattr(jobs, "evaluate_alerts", broken)
+
+    report = jobs.collect_job(settings, collect=lambda _: {}, store=any_store)
+
+    assert report["status"] == "ok"
+    assert any_store.recent_runs()[0]["status"] == "ok"

@@ -25,9 +25,16 @@ def cli(verbose: bool) -> None:
 def _register() -> None:
     """Add each area's commands; the eval group also gathers the editorial evals."""
     from bot import cli as bot_cli
-    from functions import cli_collect, cli_embed, cli_eval, cli_eval_editorial, cli_llm
+    from functions import (
+        cli_collect,
+        cli_embed,
+        cli_eval,
+        cli_eval_editorial,
+        cli_llm,
+        cli_ops,
+    )
 
-    for module in (cli_collect, cli_eval, cli_llm, cli_embed, bot_cli):
+    for module in (cli_collect, cli_eval, cli_llm, cli_embed, cli_ops, bot_cli):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli_eval.eval_group.add_command(cli_eval_editorial.factcheck_cmd)

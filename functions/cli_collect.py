@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from functions.collect import CollectReport, collect
-from functions.run import RunOptions, run_job
+from functions.run import RunOptions, run_once
 from functions.sources import SourcesError, load_sources
 from infra.config import Settings, get_settings
 from infra.store import Store, open_store
@@ -165,7 +165,7 @@ def _run(
 ) -> dict[str, Any]:
     options.console = sys.stderr if as_json else sys.stdout
     try:
-        report = asyncio.run(run_job(settings, store, options))
+        report = run_once(settings, store, options)
     except SourcesError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -184,7 +184,7 @@ def run_summary(report: dict[str, Any]) -> str:
     deliver = stages.get("deliver", {})
     removed = cluster.get("removed", {})
     lines = [
-        f"run {report['run_id']} ({report.get('status')}): "
+        f"run {report.get('run_id', '-')} ({report.get('status')}): "
         f"{report.get('items_new', 0)} new items; "
         f"{cluster.get('items_in', 0)} in the window, duplicates removed "
         + ", ".join(f"{k} {v}" for k, v in removed.items())

@@ -8,9 +8,12 @@ which; everything written before it stays, so the next run resumes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,9 +23,9 @@ from functions.collect import collect
 from functions.models import Digest, Item
 from functions.sources import load_sources
 from infra.config import Settings
-from infra.logs import run_context
+from infra.logs import current_context, run_context
 from infra.readers import Reader, list_readers
-from infra.store import Store, utcnow
+from infra.store import Store, open_store, utcnow
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,7 +42,11 @@ class RunOptions:
     console: IO[str] | None = None
     channel: Any = None
     collect: bool = True
+    cluster: bool = True
+    edit: bool = True
     deliver: bool = True
+    save: bool = True
+    run_id: str | None = None
 
 
 @dataclass
@@ -75,11 +82,12 @@ def default_reader(settings: Settings) -> Reader:
 async def run_job(
     settings: Settings, store: Store, options: RunOptions
 ) -> dict[str, Any]:
-    """Run the whole job once and return (and store) its report."""
-    run_id = new_run_id()
+    """Run the stages `options` asks for and return (and store) the report."""
+    run_id = options.run_id or current_context().get("run_id") or new_run_id()
     started_at = utcnow()
     report: dict[str, Any] = {"run_id": run_id, "kind": "run", "status": "running"}
-    store.save_run(run_id, "run", "running", report, started_at)
+    if options.save:
+        store.save_run(run_id, "run", "running", report, started_at)
 
     with run_context(run_id=run_id):
         try:
@@ -95,9 +103,10 @@ async def run_job(
             report["started_at"] = started_at.isoformat()
             report["finished_at"] = finished.isoformat()
             report["duration_s"] = round((finished - started_at).total_seconds(), 3)
-            store.save_run(
-                run_id, "run", report["status"], report, started_at, finished
-            )
+            if options.save:
+                store.save_run(
+                    run_id, "run", report["status"], report, started_at, finished
+                )
     return report
 
 
@@ -155,16 +164,21 @@ async def _run_stages(
         report["as_of"] = as_of.isoformat()
         if as_of != now and options.as_of is None:
             report["replay"] = "every stored item is older than the window"
-        in_window = store.list_items(since=as_of - window)
-        index = build_index(settings, store)
-        clustered = await cluster_items(
-            store, index, in_window, now=as_of, settings=settings
-        )
+        cluster: dict[str, Any] = {}
+        if options.cluster:
+            in_window = store.list_items(since=as_of - window)
+            index = build_index(settings, store)
+            clustered = await cluster_items(
+                store, index, in_window, now=as_of, settings=settings
+            )
+            cluster = clustered.as_dict()
         stories = recent_stories(store, since=as_of - window)
-        cluster = clustered.as_dict()
-        if cluster.get("fallback"):
-            degraded.append(f"vector index fell back: {cluster['fallback']}")
+        report["dedup"] = cluster.get("removed", {})
+        report["stories"] = len(stories)
         timer.record("cluster", t0, **cluster, stories=len(stories))
+
+    if not options.edit:
+        return
 
     member_ids = sorted({i for s in stories for i in s.member_ids})
     items_by_id = {i.id: i for i in store.get_items(member_ids)}
@@ -193,9 +207,22 @@ async def _run_stages(
             chain.log_summary()
         finally:
             await chain.aclose()
-        report["llm"] = llm
-        if editorial.summaries.get("extractive-fallback") and chain.providers:
-            degraded.append("some summaries fell back to extractive")
+        report["llm"] = _llm_totals(llm)
+        report["budget"] = llm.get("budget", {})
+        report["summaries"] = _summary_counts(editorial.summaries)
+        fallbacks = _provider_fallbacks(llm)
+        if cluster.get("fallback"):
+            fallbacks.append({"kind": "vector_index", "detail": cluster["fallback"]})
+        if chain.providers and report["summaries"]["fallback"]:
+            fallbacks.append(
+                {
+                    "kind": "summary",
+                    "detail": f"{report['summaries']['fallback']} summaries "
+                    "fell back to extractive",
+                }
+            )
+        report["fallbacks"] = fallbacks
+        degraded += [f"{f['kind']} fallback: {f['detail']}" for f in fallbacks]
         timer.record("edit", t0, **editorial.as_dict())
 
     with run_context(stage="deliver"):
@@ -207,9 +234,11 @@ async def _run_stages(
             else {}
         )
         report["deliveries"] = delivered
+        report["readers_due"] = len(readers)
+        report["digests"] = len(digests)
         timer.record("deliver", t0, **delivered)
 
-    report["digests"] = [
+    report["editions"] = [
         {
             "reader_id": d.reader_id,
             "lang": d.lang,
@@ -252,10 +281,137 @@ async def _deliver(
     by_id = {r.id: r for r in readers}
     jobs = [(by_id[d.reader_id], d) for d in digests if d.reader_id in by_id]
     result = await broadcast(channel, jobs)
+    statuses = result.statuses
     return {
         "channel": channel.name,
         "readers": len(jobs),
+        "sent": statuses.get("sent", 0),
+        "skipped": sum(r.skipped > 0 and r.sent == 0 for r in result.results),
+        "failed": sum(n for k, n in statuses.items() if k != "sent"),
         "messages_sent": result.messages_sent,
         "plain_fallbacks": result.plain_fallbacks,
-        "statuses": result.statuses,
+        "statuses": statuses,
     }
+
+
+def _llm_totals(llm: dict[str, Any]) -> dict[str, Any]:
+    providers = llm.get("providers", {})
+    total = {
+        key: sum(p.get(key, 0) for p in providers.values())
+        for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hit_tokens")
+    }
+    return {
+        "calls": total["calls"],
+        "tokens_in": total["prompt_tokens"],
+        "tokens_out": total["completion_tokens"],
+        "cache_hit_tokens": total["cache_hit_tokens"],
+        "cost_usd": round(sum(p.get("cost_usd", 0.0) for p in providers.values()), 6),
+        **llm,
+    }
+
+
+def _summary_counts(stats: Any) -> dict[str, int]:
+    """The editorial stage's counters folded into llm / extractive / fallback."""
+    llm = sum(n for k, n in stats.items() if k in ("written", "regenerated", "cached"))
+    fallback = sum(n for k, n in stats.items() if k.startswith("fallback"))
+    return {
+        "llm": llm,
+        "extractive": stats.get("extractive", 0),
+        "fallback": fallback,
+        **{k: n for k, n in stats.items()},
+    }
+
+
+def _provider_fallbacks(llm: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for stage, info in llm.get("stages", {}).items():
+        if info.get("fallbacks"):
+            served = ", ".join(f"{p} {n}" for p, n in info.get("served", {}).items())
+            found.append(
+                {
+                    "kind": "provider",
+                    "detail": f"{stage}: {info['fallbacks']} calls moved to the "
+                    f"next provider (served by {served or 'none'})",
+                }
+            )
+    return found
+
+
+LEASES = ("job:collect", "job:digest")
+LEASE_TTL_S = 60 * 60
+
+
+def run_once(
+    settings: Settings,
+    store: Store,
+    options: RunOptions,
+    *,
+    send: Callable[[str], object] | None = None,
+) -> dict[str, Any]:
+    """The whole job by hand (`digest run`, `digest demo`): leased, then alerted.
+
+    It holds both scheduled jobs' leases, so it never overlaps a scheduled
+    collection or digest on the same store.
+    """
+    from infra import lease
+    from infra.alerts import console_sender, dispatch_alerts, evaluate_alerts
+
+    holder = "run-" + uuid.uuid4().hex[:8]
+    taken = []
+    for name in LEASES:
+        if not lease.acquire(store, name, LEASE_TTL_S, holder):
+            for held in taken:
+                lease.release(store, held, holder)
+            current = lease.holder_of(store, name)
+            return {"status": "skipped", "error": f"{name} is held by {current}"}
+        taken.append(name)
+    try:
+        report = asyncio.run(run_job(settings, store, options))
+    finally:
+        for name in taken:
+            lease.release(store, name, holder)
+
+    try:
+        alerts = evaluate_alerts(store, report)
+        dispatch_alerts(store, alerts, send or console_sender(sys.stderr))
+    except Exception:
+        _LOGGER.error("alerts could not be evaluated", exc_info=True)
+    return report
+
+
+def collect_and_cluster(settings: Settings) -> dict[str, Any]:
+    """The scheduled collection job's work: collect every source, then cluster."""
+    store = open_store(settings.store_url)
+    try:
+        options = RunOptions(
+            sources_path=settings.digest_sources, edit=False, deliver=False, save=False
+        )
+        report = asyncio.run(run_job(settings, store, options))
+    finally:
+        store.close()
+    report["kind"] = "collect"
+    return report
+
+
+def build_and_deliver(
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    reader_ids: list[str] | None = None,
+) -> dict[str, Any]:
+    """The scheduled digest job's work for one batch of readers due now."""
+    store = open_store(settings.store_url)
+    try:
+        options = RunOptions(
+            sources_path=settings.digest_sources,
+            as_of=now,
+            reader_ids=reader_ids,
+            collect=False,
+            cluster=False,
+            save=False,
+        )
+        report = asyncio.run(run_job(settings, store, options))
+    finally:
+        store.close()
+    report["kind"] = "digest"
+    return report

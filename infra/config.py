@@ -207,7 +207,18 @@ class Settings(BaseSettings):
     # Telemetry
     sentry_dsn: SecretStr | None = Field(default=None, alias="SENTRY_DSN")
     sentry_environment: str = Field(default="local", alias="SENTRY_ENVIRONMENT")
+    sentry_release: str | None = Field(default=None, alias="SENTRY_RELEASE")
+    # Jobs with a Sentry cron monitor; the free plan has one, so only "digest".
+    sentry_monitors: str = Field(default="digest", alias="DIGEST_SENTRY_MONITORS")
     log_level: str = Field(default="INFO", alias="DIGEST_LOG_LEVEL")
+
+    # Operations: alerts to the admin chat and the scheduled jobs' fan-out
+    alert_window_hours: float = Field(default=6.0, alias="DIGEST_ALERT_WINDOW_HOURS")
+    delivery_batch_size: int = Field(default=50, alias="DIGEST_DELIVERY_BATCH")
+    delivery_concurrency: int = Field(default=4, alias="DIGEST_DELIVERY_CONCURRENCY")
+    delivery_catchup_hours: int = Field(
+        default=3, alias="DIGEST_DELIVERY_CATCHUP_HOURS"
+    )
 
     # Digest
     digest_size: int = Field(default=8, alias="DIGEST_SIZE")
@@ -231,6 +242,10 @@ class Settings(BaseSettings):
         default=24.0, alias="DIGEST_RANK_FRESHNESS_HOURS"
     )
     opening_line: bool = Field(default=True, alias="DIGEST_OPENING_LINE")
+
+    @property
+    def monitored_jobs(self) -> set[str]:
+        return {x.strip() for x in self.sentry_monitors.split(",") if x.strip()}
 
     @property
     def admin_chat_ids(self) -> list[int]:

@@ -316,3 +316,26 @@ bot_updates = Table(
     Column("update_id", BigInteger, primary_key=True, autoincrement=False),
     Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# --- ops: leases, webhook de-duplication -------------------------------------
+
+# A named lease: at most one holder until `expires_at`. Taken by an atomic
+# insert or a conditional update (see `infra.lease`), so two schedulers or
+# a retried container can never run the same job at once.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Keys already handled (Telegram `update_id`s, alert keys): the primary key
+# makes "first time?" one atomic insert on both engines.
+seen_keys = Table(
+    "seen_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False, index=True),
+)

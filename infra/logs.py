@@ -32,15 +32,47 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         ),
         r"\1[redacted]",
     ),
+    (re.compile(r"(?i)([?&]key=)[^&\s\"']+"), r"\1[redacted]"),
+    # URL credentials: a password after the user name, or a bare key (Sentry DSN).
     (re.compile(r"(://[^:/\s@]+:)[^@/\s]+(@)"), r"\1[redacted]\2"),
-    (re.compile(r"(://)[0-9a-f]{16,}(@)"), r"\1[redacted]\2"),
+    (re.compile(r"(://)[^:/\s@\[\]]+(@)"), r"\1[redacted]\2"),
+    # Message texts sent to readers, as form fields or JSON.
+    (re.compile(r"(?i)\b((?:text|caption)=)[^&\s]+"), r"\1[redacted]"),
+    (
+        re.compile(r'(?i)("(?:text|caption)"\s*:\s*")(?:[^"\\]|\\.)*(")'),
+        r"\1[redacted]\2",
+    ),
 ]
+
+# Chat ids are personal: keep only the last three digits, enough to tell apart.
+_CHAT_ID_PATTERNS = [
+    re.compile(r"(?i)(chat[_-]?id[\"']?\s*[:=]\s*[\"']?)(-?\d{4,})"),
+    re.compile(r'("chat"\s*:\s*\{[^{}]*?"id"\s*:\s*)(-?\d{4,})'),
+]
+
+_KNOWN_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Redact this exact value wherever it appears, whatever its shape."""
+    if value and len(value) >= 6:
+        _KNOWN_SECRETS.add(value)
+
+
+def mask_chat_id(chat_id: str | int) -> str:
+    """`123456789` -> `***789`: enough to tell readers apart, not to reach one."""
+    return "***" + str(chat_id)[-3:]
 
 
 def redact(text: str) -> str:
-    """Replace anything that looks like a credential with `[redacted]`."""
+    """Replace credentials, message texts and full chat ids in `text`."""
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
+    for pattern in _CHAT_ID_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + mask_chat_id(m.group(2)), text)
     return text
 
 

@@ -2,12 +2,20 @@
 
 Only SQL that both engines run is written here. Schema changes are
 numbered migrations applied in order and recorded in `schema_version`.
+
+Concurrency: the cron job and the webhook write at the same time. On
+PostgreSQL migrations serialize on an advisory lock; on SQLite every
+transaction starts with `BEGIN IMMEDIATE`, so writers queue on the busy
+timeout instead of failing with "database is locked" when a read turns
+into a write.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +45,8 @@ _LOGGER = logging.getLogger(__name__)
 _STRONG_KEYS = ("url:", "guid:")
 WEAK_MATCH_WINDOW = timedelta(days=2)
 _KEY_CHARS = 300
+# Any constant works; it only has to be the same in every process.
+_MIGRATION_LOCK_KEY = 7_302_461
 
 
 def _initial_schema(conn: Connection) -> None:
@@ -69,6 +79,11 @@ def _bot_tables(conn: Connection) -> None:
     db.bot_updates.create(conn, checkfirst=True)
 
 
+def _ops_tables(conn: Connection) -> None:
+    db.leases.create(conn, checkfirst=True)
+    db.seen_keys.create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
@@ -76,6 +91,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "clustering: stories, members, keys, local vectors", _clustering_schema),
     (4, "embedding cache: items.vector_key", _vector_key_column),
     (5, "delivered stories and seen bot updates", _bot_tables),
+    (6, "leases and seen keys", _ops_tables),
 ]
 
 
@@ -125,6 +141,13 @@ class Store:
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version now in force."""
         with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Two containers starting on a fresh database would both
+                # create the tables; the second waits here instead.
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": _MIGRATION_LOCK_KEY},
+                )
             db.schema_version.create(conn, checkfirst=True)
             done = {r.version for r in conn.execute(select(db.schema_version))}
             for version, description, step in MIGRATIONS:
@@ -368,9 +391,17 @@ class Store:
                 conn.execute(insert(db.runs).values(id=run_id, **values))
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        query = select(db.runs).order_by(db.runs.c.started_at.desc()).limit(limit)
+        query = (
+            select(db.runs)
+            .order_by(db.runs.c.started_at.desc(), db.runs.c.id.desc())
+            .limit(limit)
+        )
         with self.begin() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["started_at"] = as_utc(row["started_at"])
+            row["finished_at"] = as_utc(row["finished_at"])
+        return rows
 
 
 def _row_to_item(row: Row[Any]) -> Item:
@@ -390,19 +421,45 @@ def _row_to_item(row: Row[Any]) -> Item:
     )
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch a new SQLite file to WAL; the mode is stored in the file itself.
+
+    Switching ignores the busy timeout, so connections racing to open a fresh
+    file retry here for a few seconds instead of failing.
+    """
+    for _ in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Take BEGIN away from the sqlite3 driver so `_begin` can say IMMEDIATE.
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # No server-side prepared statements: a transaction-mode pooler (Neon's,
+    # Supabase's PgBouncer) may hand each transaction a different backend.
+    connect_args = {"prepare_threshold": None} if "+psycopg" in url else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def open_store(url: str | None = None) -> Store:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
-from infra.config import get_settings
+from infra.config import Settings, get_settings
 from infra.store import Store
 from tests.feedserver import FeedServer, serve
 
@@ -25,6 +27,8 @@ _VENDOR_VARS = (
     "TELEGRAM_API_BASE_URL",
     "TELEGRAM_WEBHOOK_SECRET",
     "SENTRY_DSN",
+    "SENTRY_ENVIRONMENT",
+    "SENTRY_RELEASE",
     "DATABASE_URL",
     "DIGEST_DB",
 )
@@ -71,3 +75,48 @@ def fast_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGEST_FETCH_BACKOFF_S", "0.01")
     monkeypatch.setenv("DIGEST_FETCH_BACKOFF_MAX_S", "0.05")
     get_settings.cache_clear()
+
+
+# --- ops: the store contract on both engines ---------------------------------
+
+ENGINES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SQLAlchemy URL of the test PostgreSQL server (`.ci/run` starts one)."""
+    raw = os.environ.get("TEST_DATABASE_URL")
+    if not raw:
+        pytest.skip("TEST_DATABASE_URL is not set (`.ci/run` starts a server)")
+    return Settings.model_validate({"DATABASE_URL": raw}).store_url
+
+
+@pytest.fixture(params=ENGINES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+
+    base = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def any_store(store_url: str) -> Iterator[Store]:
+    """A fresh store on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
+    s = Store(store_url)
+    yield s
+    s.close()

@@ -23,18 +23,15 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from functions import cli_collect
-
-    for command in cli_collect.COMMANDS:
-        cli.add_command(command)
-    from functions import cli_llm
-
-    for command in cli_llm.COMMANDS:
-        cli.add_command(command)
+    """Add each area's commands; the eval group also gathers the editorial evals."""
     from bot import cli as bot_cli
+    from functions import cli_collect, cli_embed, cli_eval, cli_eval_editorial, cli_llm
 
-    for command in bot_cli.COMMANDS:
-        cli.add_command(command)
+    for module in (cli_collect, cli_eval, cli_llm, cli_embed, bot_cli):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    cli_eval.eval_group.add_command(cli_eval_editorial.factcheck_cmd)
+    cli_eval.eval_group.add_command(cli_eval_editorial.rank_cmd)
 
 
 def main() -> None:

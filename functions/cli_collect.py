@@ -163,8 +163,7 @@ def _run(
     options: RunOptions,
     as_json: bool,
 ) -> dict[str, Any]:
-    if not as_json:
-        options.print_digest = _OUT.print
+    options.console = sys.stderr if as_json else sys.stdout
     try:
         report = asyncio.run(run_job(settings, store, options))
     except SourcesError as exc:
@@ -173,14 +172,33 @@ def _run(
         click.echo(json.dumps(report, ensure_ascii=False, default=str))
     else:
         _OUT.print(_sources_table(report.get("sources", [])))
-        stages = report.get("stages", {})
-        cluster = stages.get("cluster", {})
-        _OUT.print(
-            f"run {report['run_id']}: {report.get('items_new', 0)} new items, "
-            f"{cluster.get('items_in', 0)} in the window, "
-            f"{cluster.get('stories', 0)} stories; preview: {report.get('preview')}"
-        )
+        _OUT.print(run_summary(report))
     return report
+
+
+def run_summary(report: dict[str, Any]) -> str:
+    """The few lines a person reads after a run."""
+    stages = report.get("stages", {})
+    cluster = stages.get("cluster", {})
+    edit = stages.get("edit", {})
+    deliver = stages.get("deliver", {})
+    removed = cluster.get("removed", {})
+    lines = [
+        f"run {report['run_id']} ({report.get('status')}): "
+        f"{report.get('items_new', 0)} new items; "
+        f"{cluster.get('items_in', 0)} in the window, duplicates removed "
+        + ", ".join(f"{k} {v}" for k, v in removed.items())
+        + f"; {cluster.get('stories', 0)} stories",
+        f"summaries {edit.get('summaries', {})}, verdicts {edit.get('verdicts', {})}",
+        f"delivered on {deliver.get('channel', '-')}: "
+        f"{deliver.get('messages_sent', 0)} messages {deliver.get('statuses', {})}",
+        f"preview: {report.get('preview')}",
+    ]
+    if report.get("replay"):
+        lines.append(f"as of {report['as_of']}: {report['replay']}")
+    for reason in report.get("degraded", []):
+        lines.append(f"degraded: {reason}")
+    return "\n".join(lines)
 
 
 @click.command("run")
@@ -204,7 +222,8 @@ def run_cmd(
 @click.option("--keep", is_flag=True, help="Keep the demo state from the last run.")
 def demo_cmd(as_json: bool, keep: bool) -> None:
     """The whole job offline: sample feeds served on 127.0.0.1, no keys needed."""
-    from functions.demo import SAMPLES, serve_samples
+    from functions.demo import SAMPLES, sample_readers, serve_samples
+    from infra.readers import save_reader
 
     settings = get_settings()
     out = settings.digest_out / "demo"
@@ -212,6 +231,8 @@ def demo_cmd(as_json: bool, keep: bool) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(f"sqlite:///{out / 'demo.db'}")
+    for reader in sample_readers():
+        save_reader(store, reader)
 
     with serve_samples() as base_url:
         if not as_json:

@@ -12,12 +12,15 @@ import hashlib
 import logging
 import re
 import threading
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from infra.readers import Reader, reader_id_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -122,3 +125,13 @@ def serve_samples(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def sample_readers(path: Path = SAMPLES / "readers.toml") -> list[Reader]:
+    """The demo's readers: different languages, topics and digest sizes."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    readers = []
+    for entry in data.get("reader", []):
+        chat_id = str(entry.pop("chat_id"))
+        readers.append(Reader(id=reader_id_for(chat_id), chat_id=chat_id, **entry))
+    return readers

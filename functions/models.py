@@ -74,6 +74,8 @@ class Story:
     # the story did not have. A digest that sent revision N sends the story
     # again only once revision > N: more copies of known facts are not news.
     revision: int = 1
+    # When the clustering run that raised the revision ran (not when the
+    # member was published: a late item can still bring news after a send).
     revised_at: datetime | None = None
     new_facts: list[str] = field(default_factory=list)
 

@@ -1,9 +1,9 @@
-"""The one job: collect, cluster, summarize, rank, compose and deliver.
+"""The one job: collect, cluster, edit (summarize, check, rank) and deliver.
 
 `run_job` chains the stages and returns the run report, which is also
 stored. Each stage logs one summary line and adds its counts to the
-report; a stage that fails marks the run failed and the report says
-where.
+report. A stage that raises marks the run failed and the report says
+which; everything written before it stays, so the next run resumes.
 """
 
 from __future__ import annotations
@@ -11,19 +11,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from functions.collect import collect
-from functions.extractive import extractive_summary
-from functions.models import Digest, DigestEntry, Item, Source, SourceLink, Story
+from functions.models import Digest, Item
 from functions.sources import load_sources
 from infra.config import Settings
 from infra.logs import run_context
-from infra.readers import Reader
+from infra.readers import Reader, list_readers
 from infra.store import Store, utcnow
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,15 +33,19 @@ class RunOptions:
     base_url: str | None = None
     as_of: datetime | None = None
     readers: list[Reader] | None = None
+    reader_ids: list[str] | None = None
     preview_path: Path | None = None
-    on_source_done: Callable[[Any], None] | None = None
-    print_digest: Callable[[str], None] | None = None
+    on_source_done: Any = None
+    console: IO[str] | None = None
+    channel: Any = None
+    collect: bool = True
+    deliver: bool = True
 
 
 @dataclass
 class StageTimer:
     report: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
 
     def record(self, stage: str, started: float, **counts: Any) -> None:
         counts["duration_s"] = round(time.monotonic() - started, 3)
@@ -63,50 +65,8 @@ def reference_time(items: list[Item], now: datetime, window: timedelta) -> datet
     return now if now - newest <= window else newest + timedelta(minutes=1)
 
 
-def group_exact(items: list[Item]) -> list[Story]:
-    """Stories from exact duplicates only: items sharing a normalized title."""
-    groups: dict[str, list[Item]] = {}
-    for item in sorted(items, key=lambda i: (i.published, i.id)):
-        groups.setdefault(item.title_hash, []).append(item)
-    stories = []
-    for members in groups.values():
-        first = members[0]
-        stories.append(
-            Story(
-                id="s" + first.id[1:],
-                title=first.title,
-                member_ids=[m.id for m in members],
-                first_seen=min(m.published for m in members),
-                last_seen=max(m.published for m in members),
-                langs=sorted({m.lang for m in members}),
-                sources=sorted({m.source for m in members}),
-            )
-        )
-    return stories
-
-
-def links_for(
-    story: Story, items: dict[str, Item], sources: dict[str, Source]
-) -> list[SourceLink]:
-    links = []
-    seen: set[str] = set()
-    for item_id in story.member_ids:
-        item = items[item_id]
-        if item.source in seen:
-            continue
-        seen.add(item.source)
-        source = sources.get(item.source)
-        links.append(
-            SourceLink(
-                name=source.display_name if source else item.source,
-                url=item.url,
-                ownership=source.ownership if source else "unknown",
-            )
-        )
-    return links
-
-
 def default_reader(settings: Settings) -> Reader:
+    """The console reader of a run with no subscribed readers."""
     return Reader(
         id="console", chat_id="console", lang="en", digest_size=settings.digest_size
     )
@@ -119,13 +79,12 @@ async def run_job(
     run_id = new_run_id()
     started_at = utcnow()
     report: dict[str, Any] = {"run_id": run_id, "kind": "run", "status": "running"}
-    timer = StageTimer(report)
     store.save_run(run_id, "run", "running", report, started_at)
 
     with run_context(run_id=run_id):
         try:
-            await _run_stages(settings, store, options, report, timer)
-            report["status"] = "ok"
+            await _run_stages(settings, store, options, report, StageTimer(report))
+            report["status"] = "degraded" if report.get("degraded") else "ok"
         except Exception as exc:
             report["status"] = "failed"
             report["error"] = f"{type(exc).__name__}: {exc}"
@@ -142,6 +101,18 @@ async def run_job(
     return report
 
 
+def _readers(settings: Settings, store: Store, options: RunOptions) -> list[Reader]:
+    readers = options.readers
+    if readers is None:
+        readers = list_readers(store, active_only=True)
+    if options.reader_ids is not None:
+        wanted = set(options.reader_ids)
+        readers = [r for r in readers if r.id in wanted]
+    elif not readers:
+        readers = [default_reader(settings)]
+    return readers
+
+
 async def _run_stages(
     settings: Settings,
     store: Store,
@@ -149,79 +120,142 @@ async def _run_stages(
     report: dict[str, Any],
     timer: StageTimer,
 ) -> None:
+    from functions.cluster import build_index, cluster_items, recent_stories
+    from functions.editorial import EditorialReport, build_digests
+    from infra.llm import build_chain
+
     sources = load_sources(options.sources_path, base_url=options.base_url)
     by_name = {s.name: s for s in sources}
     window = timedelta(hours=settings.cluster_window_hours)
+    degraded: list[str] = []
 
-    with run_context(stage="collect"):
-        t0 = time.monotonic()
-        collected = await collect(
-            sources, store, settings, on_source_done=options.on_source_done
-        )
-        report["sources"] = [s.as_dict() for s in collected.sources]
-        report["items_new"] = collected.items_new
-        timer.record(
-            "collect",
-            t0,
-            sources=len(sources),
-            items_seen=collected.items_seen,
-            items_new=collected.items_new,
-            sources_failed=collected.as_dict()["sources_failed"],
-        )
+    if options.collect:
+        with run_context(stage="collect"):
+            t0 = time.monotonic()
+            collected = await collect(
+                sources, store, settings, on_source_done=options.on_source_done
+            )
+            summary = collected.as_dict()
+            report["sources"] = summary["sources"]
+            report["items_new"] = collected.items_new
+            timer.record(
+                "collect",
+                t0,
+                sources=len(sources),
+                items_seen=collected.items_seen,
+                items_new=collected.items_new,
+                sources_failed=summary["sources_failed"],
+            )
 
     with run_context(stage="cluster"):
         t0 = time.monotonic()
-        stored = store.list_items()
-        as_of = options.as_of or reference_time(stored, utcnow(), window)
-        recent = [i for i in stored if as_of - window <= i.published <= as_of + window]
-        stories = group_exact(recent)
+        now = utcnow()
+        latest = store.list_items(limit=1)
+        as_of = options.as_of or reference_time(latest, now, window)
         report["as_of"] = as_of.isoformat()
-        timer.record(
-            "cluster",
-            t0,
-            items_in=len(recent),
-            removed={"exact": len(recent) - len(stories)},
-            stories=len(stories),
+        if as_of != now and options.as_of is None:
+            report["replay"] = "every stored item is older than the window"
+        in_window = store.list_items(since=as_of - window)
+        index = build_index(settings, store)
+        clustered = await cluster_items(
+            store, index, in_window, now=as_of, settings=settings
         )
-        _LOGGER.info("clustered %d items into %d stories", len(recent), len(stories))
+        stories = recent_stories(store, since=as_of - window)
+        cluster = clustered.as_dict()
+        if cluster.get("fallback"):
+            degraded.append(f"vector index fell back: {cluster['fallback']}")
+        timer.record("cluster", t0, **cluster, stories=len(stories))
 
-    items_by_id = {i.id: i for i in recent}
-    readers = options.readers or [default_reader(settings)]
-    digests: list[Digest] = []
-    with run_context(stage="compose"):
+    member_ids = sorted({i for s in stories for i in s.member_ids})
+    items_by_id = {i.id: i for i in store.get_items(member_ids)}
+    stories = [s for s in stories if all(i in items_by_id for i in s.member_ids)]
+    readers = _readers(settings, store, options)
+    edition = as_of.strftime("%Y-%m-%d")
+
+    with run_context(stage="edit"):
         t0 = time.monotonic()
-        ranked = sorted(
-            stories,
-            key=lambda s: (s.coverage, s.last_seen, s.id),
-            reverse=True,
-        )
-        for reader in readers:
-            entries = []
-            for story in ranked[: reader.digest_size]:
-                members = [items_by_id[i] for i in story.member_ids]
-                summary = extractive_summary(story, members, reader.lang)
-                entries.append(
-                    DigestEntry(story, summary, links_for(story, items_by_id, by_name))
-                )
-            digests.append(
-                Digest(
-                    reader_id=reader.id,
-                    edition=as_of.strftime("%Y-%m-%d"),
-                    lang=reader.lang,
-                    generated_at=utcnow(),
-                    entries=entries,
-                )
+        chain = build_chain(settings, store)
+        editorial = EditorialReport()
+        try:
+            digests = await build_digests(
+                store,
+                chain if chain.providers else None,
+                stories,
+                items_by_id,
+                readers,
+                now=as_of,
+                edition=edition,
+                settings=settings,
+                sources=by_name,
+                report=editorial,
             )
-        timer.record("compose", t0, digests=len(digests))
+            llm = chain.report()
+            chain.log_summary()
+        finally:
+            await chain.aclose()
+        report["llm"] = llm
+        if editorial.summaries.get("extractive-fallback") and chain.providers:
+            degraded.append("some summaries fell back to extractive")
+        timer.record("edit", t0, **editorial.as_dict())
 
     with run_context(stage="deliver"):
         t0 = time.monotonic()
-        from bot.render import render_text, write_preview
+        report["preview"] = str(_write_preview(settings, options, digests))
+        delivered = (
+            await _deliver(settings, store, options, readers, digests)
+            if options.deliver
+            else {}
+        )
+        report["deliveries"] = delivered
+        timer.record("deliver", t0, **delivered)
 
-        preview = options.preview_path or settings.digest_out / "preview.html"
-        write_preview(digests, preview)
-        if options.print_digest:
-            for digest in digests:
-                options.print_digest(render_text(digest))
-        report["preview"] = str(preview)
-        timer.record("deliver", t0, channel="console", digests=len(digests))
+    report["digests"] = [
+        {
+            "reader_id": d.reader_id,
+            "lang": d.lang,
+            "edition": d.edition,
+            "stories": [e.story.id for e in d.entries],
+            "headlines": [e.summary.headline for e in d.entries],
+        }
+        for d in digests
+    ]
+    if degraded:
+        report["degraded"] = degraded
+
+
+def _write_preview(
+    settings: Settings, options: RunOptions, digests: list[Digest]
+) -> Path:
+    from bot.render import write_preview
+
+    path = options.preview_path or settings.digest_out / "preview.html"
+    return write_preview(digests, path)
+
+
+async def _deliver(
+    settings: Settings,
+    store: Store,
+    options: RunOptions,
+    readers: list[Reader],
+    digests: list[Digest],
+) -> dict[str, Any]:
+    from bot.channels import ConsoleChannel, TelegramChannel, broadcast
+
+    channel = options.channel
+    if channel is None and settings.telegram_bot_token is not None:
+        from bot.client import make_bot
+
+        channel = TelegramChannel(make_bot(settings), store)
+    if channel is None:
+        channel = ConsoleChannel(store, stream=options.console)
+
+    by_id = {r.id: r for r in readers}
+    jobs = [(by_id[d.reader_id], d) for d in digests if d.reader_id in by_id]
+    result = await broadcast(channel, jobs)
+    return {
+        "channel": channel.name,
+        "readers": len(jobs),
+        "messages_sent": result.messages_sent,
+        "plain_fallbacks": result.plain_fallbacks,
+        "statuses": result.statuses,
+    }

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -87,29 +88,6 @@ runs = Table(
     Column("report", JSON, nullable=True),
 )
 
-stories = Table(
-    "stories",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("title", Text, nullable=False),
-    Column("first_seen", DateTime(timezone=True), nullable=False),
-    Column("last_seen", DateTime(timezone=True), nullable=False),
-    Column("langs", JSON, nullable=False),
-    Column("coverage", Integer, nullable=False, default=1),
-    Column("member_count", Integer, nullable=False, default=1),
-    Column("vector", JSON, nullable=True),
-)
-
-story_members = Table(
-    "story_members",
-    metadata,
-    Column("item_id", String(40), primary_key=True),
-    Column("story_id", String(40), nullable=False, index=True),
-    Column("sieve", String(20), nullable=False),
-    Column("score", Float, nullable=True),
-    Column("joined_at", DateTime(timezone=True), nullable=False),
-)
-
 readers = Table(
     "readers",
     metadata,
@@ -151,6 +129,77 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Clustering -------------------------------------------------------------------
+# A story is one event; its members are the items that tell it. Times are
+# publication times of the members, so two runs give what one run gives.
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("langs", JSON, nullable=False),
+    Column("sources", JSON, nullable=False),
+    Column("coverage", Integer, nullable=False, default=1),
+    Column("member_count", Integer, nullable=False, default=1),
+    # Bumped only when a member brings facts the story did not have.
+    Column("revision", Integer, nullable=False, default=1),
+    Column("revised_at", DateTime(timezone=True), nullable=True),
+    Column("new_facts", JSON, nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_stories_last_seen", "last_seen"),
+)
+
+story_members = Table(
+    "story_members",
+    metadata,
+    Column("item_id", String(40), primary_key=True),
+    Column("story_id", String(40), nullable=False, index=True),
+    Column("sieve", String(20), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("lang", String(8), nullable=False),
+    Column("published", DateTime(timezone=True), nullable=False),
+    Column("title", Text, nullable=False),
+    # What the item is embedded as, so any index can (re)build its vector.
+    Column("embed_text", Text, nullable=False),
+    Column("minhash", LargeBinary, nullable=True),
+    # Hashes of its sentences: a sentence a source repeats is boilerplate.
+    Column("segments", JSON, nullable=False),
+    Column("new_facts", JSON, nullable=False),
+    # False until the member is in the remote (Upstash) index.
+    Column("synced", Boolean, nullable=False, default=False),
+    Index("ix_story_members_published", "published"),
+)
+
+# Every identity and copy key a clustered item is known by, hashed: URL,
+# GUID and per-source keys (identity) and folded title and text (copy).
+cluster_keys = Table(
+    "cluster_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("item_id", String(40), nullable=False),
+    Column("story_id", String(40), nullable=False),
+    Column("identity", Boolean, nullable=False, default=False),
+    Column("published", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# The local vector index: one unit vector per item and embedder.
+cluster_vectors = Table(
+    "cluster_vectors",
+    metadata,
+    Column("item_id", String(40), primary_key=True),
+    Column("embedder", String(80), primary_key=True),
+    Column("lang", String(8), nullable=False),
+    Column("published", DateTime(timezone=True), nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Index("ix_cluster_vectors_embedder_published", "embedder", "published"),
 )
 
 # LLM layer --------------------------------------------------------------------
@@ -237,6 +286,12 @@ fact_checks = Table(
     Column("checker", String(40), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Embedding cache ---------------------------------------------------------------
+# `items.vector` keeps the item's unit vector; `vector_key` names the embedder
+# and hashes the text it embedded (`infra.embedders.vector_key`), so a new
+# embedder or an edited article is embedded again and nothing else ever is.
+items.append_column(Column("vector_key", String(100), nullable=True))
 
 # Bot (issue 6) ---------------------------------------------------------------
 

@@ -21,7 +21,9 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Row
@@ -46,6 +48,22 @@ def _editorial_tables(conn: Connection) -> None:
     db.fact_checks.create(conn, checkfirst=True)
 
 
+def _clustering_schema(conn: Connection) -> None:
+    """Story tables as the clusterer writes them; the skeleton's were never written."""
+    columns = {c["name"] for c in inspect(conn).get_columns("stories")}
+    if "revision" not in columns:
+        conn.execute(text("DROP TABLE IF EXISTS story_members"))
+        conn.execute(text("DROP TABLE IF EXISTS stories"))
+    db.metadata.create_all(conn, checkfirst=True)
+
+
+def _vector_key_column(conn: Connection) -> None:
+    """Stores made before the embedding cache get `items.vector_key`."""
+    columns = {c["name"] for c in inspect(conn).get_columns("items")}
+    if "vector_key" not in columns:
+        conn.execute(text("ALTER TABLE items ADD COLUMN vector_key VARCHAR(100)"))
+
+
 def _bot_tables(conn: Connection) -> None:
     db.delivered_stories.create(conn, checkfirst=True)
     db.bot_updates.create(conn, checkfirst=True)
@@ -55,7 +73,9 @@ def _bot_tables(conn: Connection) -> None:
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "summaries and fact checks", _editorial_tables),
-    (3, "delivered stories and seen bot updates", _bot_tables),
+    (3, "clustering: stories, members, keys, local vectors", _clustering_schema),
+    (4, "embedding cache: items.vector_key", _vector_key_column),
+    (5, "delivered stories and seen bot updates", _bot_tables),
 ]
 
 

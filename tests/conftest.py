@@ -40,6 +40,9 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     monkeypatch.setenv("DIGEST_DB", str(tmp_path / "digest.db"))
     monkeypatch.setenv("DIGEST_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("MODAL_AUTOMOUNT", "0")
+    # The multilingual model embeds ~10 articles a second: tests that want it
+    # ask for it; the rest cluster with the instant lexical vectors.
+    monkeypatch.setenv("DIGEST_EMBEDDER", "lexical")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -266,7 +266,12 @@ def test_digest_run_once_json_reports_every_stage(
     assert report["items_new"] == 7
     assert [s["status"] for s in report["sources"]] == ["ok"] * 3
     assert report["stages"]["cluster"]["items_in"] == 7
-    assert report["stages"]["cluster"]["removed"] == {"exact": 1}
+    assert report["stages"]["cluster"]["removed"]["exact"] == 1
+    assert report["stages"]["cluster"]["stories"] == 7 - sum(
+        report["stages"]["cluster"]["removed"].values()
+    )
+    assert report["deliveries"]["channel"] == "console"
+    assert report["deliveries"]["messages_sent"] == 1
     assert Path(report["preview"]).is_file()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from functions.cluster import recent_stories
 from functions.extractive import extractive_summary
 from functions.models import (
     Digest,
@@ -28,7 +29,7 @@ from functions.models import (
 from functions.sources import SourcesError, load_sources
 from infra import db
 from infra.readers import Reader
-from infra.store import Store, as_utc, utcnow
+from infra.store import Store, utcnow
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,37 +55,11 @@ def _delivered(store: Store, reader_id: str) -> set[str]:
         return {row.story_id for row in rows}
 
 
-def _stories(store: Store, since: datetime) -> list[tuple[Story, list[str]]]:
-    """Recent stories, most covered first, with their member item ids."""
-    query = (
-        select(db.stories)
-        .where(db.stories.c.last_seen >= since)
-        .order_by(db.stories.c.coverage.desc(), db.stories.c.last_seen.desc())
-        .limit(_CANDIDATES)
-    )
-    with store.begin() as conn:
-        rows = conn.execute(query).all()
-        ids = [row.id for row in rows]
-        members: dict[str, list[str]] = {story_id: [] for story_id in ids}
-        if ids:
-            member_rows = conn.execute(
-                select(db.story_members).where(db.story_members.c.story_id.in_(ids))
-            )
-            for member in member_rows:
-                members[member.story_id].append(member.item_id)
-    return [
-        (
-            Story(
-                id=row.id,
-                title=row.title,
-                member_ids=members[row.id],
-                first_seen=as_utc(row.first_seen) or utcnow(),
-                last_seen=as_utc(row.last_seen) or utcnow(),
-                langs=list(row.langs or []),
-            ),
-            members[row.id],
-        )
-        for row in rows
+def _stories(store: Store, since: datetime) -> list[Story]:
+    """Recent stories, most covered first, then newest."""
+    stories = recent_stories(store, since=since)
+    return sorted(stories, key=lambda s: (-s.coverage, -s.last_seen.timestamp()))[
+        :_CANDIDATES
     ]
 
 
@@ -127,30 +102,28 @@ def build_from_store(
     since = now - timedelta(hours=WINDOW_HOURS)
     skip = _delivered(store, reader.id)
 
-    candidates = [(s, m) for s, m in _stories(store, since) if s.id not in skip]
+    candidates = [s for s in _stories(store, since) if s.id not in skip]
     if not candidates:
-        items = [i for i in store.list_items(since=since, limit=_CANDIDATES)]
+        items = store.list_items(since=since, limit=_CANDIDATES)
         candidates = [
-            (
-                Story(
-                    id=item.id,
-                    title=item.title,
-                    member_ids=[item.id],
-                    first_seen=item.published,
-                    last_seen=item.published,
-                    langs=[item.lang],
-                ),
-                [item.id],
+            Story(
+                id=item.id,
+                title=item.title,
+                member_ids=[item.id],
+                first_seen=item.published,
+                last_seen=item.published,
+                langs=[item.lang],
+                sources=[item.source],
             )
             for item in items
             if item.id not in skip
         ]
 
     entries: list[DigestEntry] = []
-    for story, member_ids in candidates:
+    for story in candidates:
         if len(entries) >= reader.digest_size:
             break
-        entry = _entry(story, store.get_items(member_ids), reader.lang, by_name)
+        entry = _entry(story, store.get_items(story.member_ids), reader.lang, by_name)
         if entry is not None:
             entries.append(entry)
     _LOGGER.info(

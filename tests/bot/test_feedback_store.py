@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert
 
 from bot import feedback
 from bot.digests import build_from_store, configured_sources
 from bot.handlers import topics_keyboard
 from bot.ledger import MAX_ATTEMPTS, DeliveryLedger
 from bot.texts import TOPICS
+from functions.cluster import cluster_items
 from functions.models import Item
 from functions.topics import TOPIC_KEYWORDS
-from infra import db
 from infra.readers import Reader, get_reader, save_reader
+from infra.vector import LocalVectorIndex
 from tests.bot_factories import make_entry
 
 
@@ -128,12 +128,20 @@ def test_ledger_sent_part_is_never_claimed_again(store) -> None:
     assert ledger.latest_edition() == "e1"
 
 
-def _item(n: int, source: str, *, lang: str = "en", hours_ago: float = 1) -> Item:
+def _item(
+    n: int,
+    source: str,
+    *,
+    lang: str = "en",
+    hours_ago: float = 1,
+    title: str | None = None,
+    text: str | None = None,
+) -> Item:
     return Item(
         source=source,
         url=f"https://{source}.example/{n}",
-        title=f"Title {n} {lang}",
-        text=f"First sentence {n}. Second sentence. Third sentence.",
+        title=title or f"Title {n} {lang}",
+        text=text or f"First sentence {n}. Second sentence. Third sentence.",
         lang=lang,
         published=datetime.now(UTC) - timedelta(hours=hours_ago),
         id=f"item{n}",
@@ -143,49 +151,38 @@ def _item(n: int, source: str, *, lang: str = "en", hours_ago: float = 1) -> Ite
     )
 
 
-def _story(store, story_id: str, members: list[str], coverage: int) -> None:
-    now = datetime.now(UTC)
-    with store.begin() as conn:
-        conn.execute(
-            insert(db.stories).values(
-                id=story_id, title=f"Story {story_id}", first_seen=now, last_seen=now,
-                langs=["en", "zh"], coverage=coverage, member_count=len(members),
-            )
-        )  # fmt: skip
-        for item_id in members:
-            conn.execute(
-                insert(db.story_members).values(
-                    item_id=item_id, story_id=story_id, sieve="exact", joined_at=now
-                )
-            )
-
-
-def test_default_digest_prefers_covered_stories_in_the_readers_language(
+async def test_default_digest_prefers_stories_more_outlets_carry(
     store, tmp_path
 ) -> None:
-    store.upsert_items(
-        [_item(1, "xinhua", lang="zh"), _item(2, "reuters"), _item(3, "bbc")]
+    text = (
+        "Beijing cut tariffs on American soybeans on Monday. Traders said prices "
+        "rose at once as trade talks resumed. Exports were not affected."
     )
-    _story(store, "big", ["item1", "item2"], coverage=2)
-    _story(store, "small", ["item3"], coverage=1)
+    items = [
+        _item(1, "xinhua", title="China cuts soybean tariffs", text=text),
+        _item(2, "reuters", title="China cuts soybean tariffs", text=text, hours_ago=2),
+        _item(3, "bbc", title="Typhoon nears Guangdong", hours_ago=0.5),
+    ]
+    store.upsert_items(items)
+    await cluster_items(store, LocalVectorIndex(store), items, now=datetime.now(UTC))
     sources_file = tmp_path / "sources.toml"
     sources_file.write_text(
         '[[source]]\nname = "xinhua"\nurl = "https://x"\nlabel = "Xinhua"\n'
-        'ownership = "state media"\nlang = "zh"\n',
+        'ownership = "state media"\nlang = "en"\n',
         encoding="utf-8",
     )
-    reader = save_reader(store, Reader(id="", chat_id="5", lang="zh", digest_size=1))
+    reader = save_reader(store, Reader(id="", chat_id="5", digest_size=1))
 
     digest = build_from_store(store, reader, sources=configured_sources(sources_file))
 
     [entry] = digest.entries
-    assert entry.story.id == "big"
-    assert entry.summary.headline == "Title 1 zh"
+    assert sorted(entry.story.member_ids) == ["item1", "item2"]
+    assert entry.summary.headline == "China cuts soybean tariffs"
     assert entry.summary.method == "extractive"
-    assert entry.summary.sentences[:2] == ["First sentence 1.", "Second sentence."]
+    assert "trade" in entry.summary.topics
     assert [(link.name, link.ownership) for link in entry.links] == [
-        ("Xinhua", "state media"),
         ("reuters", "unknown"),
+        ("Xinhua", "state media"),
     ]
 
 

@@ -51,8 +51,8 @@ FULL_COVERAGE = 6
 SAME_EVENT_SIMILARITY = 0.6
 # A muted topic this relevant to a story keeps the story out.
 MUTE_RELEVANCE = 0.7
-# Deliveries in these states did not reach the reader.
-UNDELIVERED = frozenset({"failed"})
+# Parts that reached the reader; "sending" may have, before a crash: not repeated.
+DELIVERED = frozenset({"sent", "sending"})
 
 QUIET_DAY_NOTES = {
     "en": "Nothing today met the bar for your digest. We will be back when "
@@ -147,7 +147,7 @@ def delivered_story_ids(
     sent: dict[str, datetime] = {}
     with store.begin() as conn:
         for row in conn.execute(query):
-            if row.status in UNDELIVERED:
+            if row.status not in DELIVERED:
                 continue
             when = as_utc(row.updated_at)
             for story_id in row.story_ids or []:

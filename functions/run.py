@@ -268,22 +268,19 @@ async def _deliver(
     readers: list[Reader],
     digests: list[Digest],
 ) -> dict[str, Any]:
-    from bot.channels import ConsoleChannel, TelegramChannel, broadcast
-
-    channel = options.channel
-    if channel is None and settings.telegram_bot_token is not None:
-        from bot.client import make_bot
-
-        channel = TelegramChannel(make_bot(settings), store)
-    if channel is None:
-        channel = ConsoleChannel(store, stream=options.console)
+    from bot.channels import broadcast, deliver_digests
 
     by_id = {r.id: r for r in readers}
     jobs = [(by_id[d.reader_id], d) for d in digests if d.reader_id in by_id]
-    result = await broadcast(channel, jobs)
+    if options.channel is not None:
+        result = await broadcast(options.channel, jobs)
+        name = options.channel.name
+    else:
+        result = await deliver_digests(settings, store, jobs, stream=options.console)
+        name = "telegram" if settings.telegram_bot_token is not None else "console"
     statuses = result.statuses
     return {
-        "channel": channel.name,
+        "channel": name,
         "readers": len(jobs),
         "sent": statuses.get("sent", 0),
         "skipped": sum(r.skipped > 0 and r.sent == 0 for r in result.results),

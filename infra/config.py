@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     """All knobs of China to Watch; names match `.env.example`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # `.env.example` copied as it is leaves many values empty: empty means unset.
+        env_ignore_empty=True,
     )
 
     # State

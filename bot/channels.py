@@ -191,10 +191,19 @@ class Channel(ABC):
                 raise
             finally:
                 result.flood_waits += attempt.flood_waits
-            await asyncio.to_thread(
-                self._mark, reader, edition, part, SENT,
-                message_id=message_id, error=attempt.plain_fallback,
-            )  # fmt: skip
+            try:
+                await asyncio.to_thread(
+                    self._mark, reader, edition, part, SENT,
+                    message_id=message_id, error=attempt.plain_fallback,
+                )  # fmt: skip
+            except asyncio.CancelledError:
+                # The message is out: a cancelled (maybe never started) worker
+                # thread must not leave the part claimable, or a re-run repeats it.
+                self._mark(
+                    reader, edition, part, SENT,
+                    message_id=message_id, error=attempt.plain_fallback,
+                )  # fmt: skip
+                raise
             if digest is not None and self.store is not None and message.story_ids:
                 # What a tap under this message resolves its topic and source from.
                 wanted = set(message.story_ids)

@@ -484,21 +484,33 @@ def apply_verdicts(
             for f in report.key_facts
         ],
         sentence_sources=[[names.get(s, s) for s in c.sources] for c in kept],
-        verdict="verified" if complete and not dropped else "partly-verified",
+        verdict=_verdict(complete, dropped, bool(report.checker)),
         checker=report.checker,
     )
+
+
+def _verdict(complete: bool, dropped: int, model_checked: bool) -> str:
+    """verified: both passes, nothing dropped; facts-checked: the deterministic
+    pass alone (no model), nothing dropped; partly-verified otherwise."""
+    if complete and not dropped:
+        return "verified"
+    if not model_checked and not dropped:
+        return "facts-checked"
+    return "partly-verified"
 
 
 _VERDICT_NOTES = {
     "en": {
         "verified": "Checked against the articles",
         "partly-verified": "Partly checked against the articles",
+        "facts-checked": "Figures and names checked against the articles",
         "extractive": "Excerpt from {source}",
         "unchecked": "Not checked",
     },
     "zh": {
         "verified": "已对照原文核实",
         "partly-verified": "已部分对照原文核实",
+        "facts-checked": "数字与人名已对照原文核实",
         "extractive": "摘自{source}",
         "unchecked": "未经核实",
     },

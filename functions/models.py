@@ -113,7 +113,9 @@ class Summary:
     method: str = "extractive"  # extractive | llm | extractive-fallback
     provider: str = ""
     prompt_version: str = ""
-    verdict: str = "unchecked"  # unchecked | verified | partly-verified | failed
+    verdict: str = (
+        "unchecked"  # unchecked | verified | facts-checked | partly-verified | failed
+    )
     # Set when no member is written in `lang`: the language the text is in.
     text_lang: str = ""
     # Per sentence, the independent sources that carry it (after fact-check).

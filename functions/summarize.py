@@ -234,6 +234,29 @@ def _fallback(story: Story, items: list[Item], lang: str, verdict: str) -> Summa
     return summary
 
 
+async def _checked_extractive(
+    story: Story,
+    items: list[Item],
+    lang: str,
+    settings: Settings,
+    source_names: dict[str, str] | None,
+) -> Summary:
+    """The extractive summary through the deterministic pass, for its attribution.
+
+    Its sentences are the articles' own, so the pass rarely drops one; what it
+    adds is which claims two independent sources carry and which only one.
+    """
+    summary = extractive_summary(story, items, lang)
+    report = await check_summary(None, summary, items, source_names=source_names)
+    checked = apply_verdicts(
+        summary,
+        report,
+        min_kept=settings.factcheck_min_kept,
+        source_names=source_names,
+    )
+    return checked or summary
+
+
 async def summarize_story(
     store: Store,
     chain: ChatChain | None,
@@ -250,7 +273,7 @@ async def summarize_story(
     lang = base_lang(lang)
     if not has_model(chain):
         stats["extractive"] += 1
-        return extractive_summary(story, items, lang)
+        return await _checked_extractive(story, items, lang, settings, source_names)
     assert chain is not None
 
     key = member_key(story)

@@ -440,5 +440,5 @@ async def test_summary_the_model_could_not_check_is_checked_again_next_run(
         store, _chain(), trade, items, "en", settings=SETTINGS
     )
 
-    assert (first.verdict, first.checker) == ("partly-verified", "")
+    assert (first.verdict, first.checker) == ("facts-checked", "")
     assert (checked.verdict, checked.checker) == ("verified", "qwen")

@@ -354,7 +354,7 @@ def run_once(
     from infra.alerts import console_sender, dispatch_alerts, evaluate_alerts
 
     holder = "run-" + uuid.uuid4().hex[:8]
-    taken = []
+    taken: list[str] = []
     for name in LEASES:
         if not lease.acquire(store, name, LEASE_TTL_S, holder):
             for held in taken:

@@ -98,6 +98,12 @@ async def run_job(
             report["error"] = f"{type(exc).__name__}: {exc}"
             _LOGGER.exception("run failed")
             raise
+        except BaseException as exc:
+            # Cancelled or interrupted: stored as failed, not left "running".
+            report["status"] = "failed"
+            report["error"] = f"interrupted: {type(exc).__name__}"
+            _LOGGER.error("run interrupted (%s)", type(exc).__name__)
+            raise
         finally:
             finished = utcnow()
             report["started_at"] = started_at.isoformat()

@@ -53,10 +53,12 @@ SECRET = "e2e-webhook-secret"
 FAKE_UPSTASH_THRESHOLDS = {"en-en": 0.55, "zh-zh": 0.55, "en-zh": 0.45}
 # Three readers: two languages, different topics.
 READERS = {
-    "economy": dict(chat_id="7001", lang="en", topics=["economy", "trade", "technology"]),
-    "strait": dict(chat_id="7002", lang="zh", topics=["taiwan", "hong kong", "diplomacy"]),
+    "economy": dict(
+        chat_id="7001", lang="en", topics=["economy", "trade", "technology"]
+    ),
+    "strait": dict(chat_id="7002", lang="zh", topics=["台湾", "香港", "外交"]),
     "planet": dict(chat_id="7003", lang="en", topics=["environment", "science"]),
-}  # fmt: skip
+}
 VERIFIED = {"en": "✓ Fact-checked against the articles", "zh": "✓ 已对照原文核查"}
 WRITTEN = {"en": "Written summary", "zh": "模型撰写的摘要"}
 
@@ -364,3 +366,116 @@ def test_three_readers_get_their_own_checked_digest_once_and_a_tap_shapes_the_ne
     sends = len(world.telegram.calls("sendMessage"))
     world.run(tomorrow)
     assert len(world.telegram.calls("sendMessage")) == sends
+
+
+# Killing a run ---------------------------------------------------------------
+# Each installs a death at one stage and returns what the run dies of.
+
+
+def die_collecting(monkeypatch: pytest.MonkeyPatch) -> type[BaseException]:
+    """Dies storing the fifth source's items; four sources' are already stored."""
+    real = Store.upsert_items
+    stored: list[object] = []
+
+    def upsert_items(self: Store, items: Any) -> Any:
+        if len(stored) == 4:
+            raise Killed
+        stored.append(items)
+        return real(self, items)
+
+    monkeypatch.setattr(Store, "upsert_items", upsert_items)
+    return Killed
+
+
+def die_clustering(monkeypatch: pytest.MonkeyPatch) -> type[BaseException]:
+    """Dies after the stories are committed, before the vectors reach Upstash."""
+    import functions.cluster
+
+    async def store_vectors(*args: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(functions.cluster, "_store_vectors", store_vectors)
+    return Killed
+
+
+def die_editing(monkeypatch: pytest.MonkeyPatch) -> type[BaseException]:
+    """Dies with twenty checked summaries stored and the rest in flight."""
+    import functions.summarize
+
+    real = functions.summarize.save_summary
+    saved: list[object] = []
+
+    def save_summary(*args: Any) -> None:
+        if len(saved) == 20:
+            raise Killed
+        saved.append(args)
+        real(*args)
+
+    monkeypatch.setattr(functions.summarize, "save_summary", save_summary)
+    return Killed
+
+
+def die_delivering(monkeypatch: pytest.MonkeyPatch) -> type[BaseException]:
+    """The run is cancelled while its second message is on the wire."""
+    import bot.channels
+
+    real_broadcast, real_post = (
+        bot.channels.broadcast,
+        bot.channels.TelegramChannel._post,
+    )
+    run: list[asyncio.Task[Any]] = []
+    posts: list[object] = []
+
+    async def broadcast(*args: Any, **kwargs: Any) -> Any:
+        run.append(asyncio.current_task())  # type: ignore[arg-type]
+        return await real_broadcast(*args, **kwargs)
+
+    async def post(self: Any, *args: Any) -> Any:
+        posts.append(args)
+        if len(posts) == 2:
+            run[0].cancel()
+        return await real_post(self, *args)
+
+    monkeypatch.setattr(bot.channels, "broadcast", broadcast)
+    monkeypatch.setattr(bot.channels.TelegramChannel, "_post", post)
+    return asyncio.CancelledError
+
+
+@pytest.mark.parametrize(
+    "die",
+    [
+        pytest.param(die_collecting, id="collect"),
+        pytest.param(die_clustering, id="cluster"),
+        pytest.param(die_editing, id="edit"),
+        pytest.param(die_delivering, id="deliver"),
+    ],
+)
+def test_a_run_killed_at_any_stage_then_run_again_delivers_each_digest_once(
+    world: World, die: Any
+) -> None:
+    edition = world.first.strftime("%Y-%m-%d")
+    with pytest.MonkeyPatch.context() as patch:
+        death = die(patch)
+        world.run_killed(world.first, death)
+    [killed] = world.store.recent_runs()
+    before = {r.id: len(world.messages(r)) for r in world.readers.values()}
+
+    report = world.run(world.first)
+
+    assert (killed["status"], killed["report"]["error"]) == (
+        "failed",
+        f"interrupted: {death.__name__}",
+    )
+    assert report["status"] == "ok", report.get("degraded")
+    assert report["deliveries"]["statuses"] == {"sent": 3}
+    assert_delivered_once(world, edition)
+    # The second run sent what the first had not, and nothing it had.
+    assert report["deliveries"]["messages_sent"] == sum(
+        len(world.messages(r)) - before[r.id] for r in world.readers.values()
+    )
+    # Nothing the first run did is lost: every item reached the index, and
+    # every summary was written and checked.
+    assert len(world.servers.upstash.fake.stored()) == item_count(world.store)
+    summaries = summary_rows(world.store)
+    assert len(summaries) == 2 * report["stories"]
+    assert {(s.method, s.verdict) for s in summaries} == {("llm", "verified")}

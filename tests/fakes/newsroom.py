@@ -30,10 +30,14 @@ _ARTICLE = re.compile(
     r"title: (?P<title>[^\n]*)\n(?P<body>.*?)\n</article>",
     re.DOTALL,
 )
+# (headline, sentence) of a story no article of which is in the asked language
 CROSS_LANGUAGE = {
-    "en": ("A report in Chinese-language media", "Chinese-language outlets reported this story."),
+    "en": (
+        "A report in Chinese-language media",
+        "Chinese-language outlets reported this story.",
+    ),
     "zh": ("一则英文媒体的报道", "英文媒体报道了这则新闻。"),
-}  # fmt: skip
+}
 OPENING = {
     "en": "Here is your China digest for today.",
     "zh": "这是您今天的中国新闻摘要。",

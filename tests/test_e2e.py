@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from telegram.error import InvalidToken
 
 from bot.feedback import reader_feedback
 from bot.ledger import DeliveryLedger
@@ -32,19 +33,22 @@ from bot.render import clean
 from bot.webhook import SECRET_HEADER, WEBHOOK_PATH, create_app
 from functions.cli import _register, cli
 from functions.demo import SAMPLES, serve_samples
+from functions.jobs import JobFailed, digest_job
 from functions.models import Summary
 from functions.run import RunOptions, run_once
 from functions.summarize import summary_from_dict
 from functions.textnorm import is_cjk
 from functions.topics import fold
-from infra import db
+from infra import db, telemetry
 from infra.config import default_thresholds, get_settings
 from infra.readers import Reader, save_reader
+from infra.runreport import failed_stage
 from infra.store import Store
+from tests.fake_sentry import FakeSentry
 from tests.fakes.newsroom import Newsroom, newsroom
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, SentMessage
 from tests.fakes.upstash import FakeUpstash, ServedFake
-from tests.llm_fakes import FakeLLMServer
+from tests.llm_fakes import KEYS, FakeLLMServer
 
 pytestmark = pytest.mark.slow
 
@@ -442,16 +446,16 @@ def die_delivering(monkeypatch: pytest.MonkeyPatch) -> type[BaseException]:
 
 
 @pytest.mark.parametrize(
-    "die",
+    ("stage", "die"),
     [
-        pytest.param(die_collecting, id="collect"),
-        pytest.param(die_clustering, id="cluster"),
-        pytest.param(die_editing, id="edit"),
-        pytest.param(die_delivering, id="deliver"),
+        pytest.param("collect", die_collecting, id="collect"),
+        pytest.param("cluster", die_clustering, id="cluster"),
+        pytest.param("edit", die_editing, id="edit"),
+        pytest.param("deliver", die_delivering, id="deliver"),
     ],
 )
 def test_a_run_killed_at_any_stage_then_run_again_delivers_each_digest_once(
-    world: World, die: Any
+    world: World, stage: str, die: Any
 ) -> None:
     edition = world.first.strftime("%Y-%m-%d")
     with pytest.MonkeyPatch.context() as patch:
@@ -462,10 +466,9 @@ def test_a_run_killed_at_any_stage_then_run_again_delivers_each_digest_once(
 
     report = world.run(world.first)
 
-    assert (killed["status"], killed["report"]["error"]) == (
-        "failed",
-        f"interrupted: {death.__name__}",
-    )
+    assert killed["status"] == "failed"
+    assert killed["report"]["error"] == f"interrupted: {death.__name__}"
+    assert failed_stage(killed["report"]) == stage
     assert report["status"] == "ok", report.get("degraded")
     assert report["deliveries"]["statuses"] == {"sent": 3}
     assert_delivered_once(world, edition)
@@ -479,3 +482,65 @@ def test_a_run_killed_at_any_stage_then_run_again_delivers_each_digest_once(
     summaries = summary_rows(world.store)
     assert len(summaries) == 2 * report["stories"]
     assert {(s.method, s.verdict) for s in summaries} == {("llm", "verified")}
+
+
+# Sentry ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sentry() -> Iterator[FakeSentry]:
+    fake = FakeSentry().start()
+    yield fake
+    telemetry.shutdown()
+    fake.stop()
+
+
+def test_a_failing_job_reaches_sentry_and_the_run_report_without_a_secret(
+    world: World, sentry: FakeSentry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot token was revoked: Telegram refuses it and every delivery fails."""
+    revoked = "987654321:AAOldRevokedTokenForTests_0123456789"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", revoked)
+    monkeypatch.setenv("SENTRY_DSN", sentry.dsn)
+    get_settings.cache_clear()
+    now = datetime.now(UTC)
+    for reader in world.readers.values():
+        reader.delivery_hour, reader.timezone = now.hour, "UTC"
+        save_reader(world.store, reader)
+
+    with pytest.raises(JobFailed):
+        digest_job(get_settings(), now=now)
+    # The same refusal in a run by hand.
+    by_hand = RunOptions(sources_path=world.sources, collect=False, cluster=False)
+    with pytest.raises(InvalidToken):
+        run_once(get_settings(), world.store, by_hand)
+    telemetry.flush()
+
+    assert [c["status"] for c in sentry.items("check_in")] == ["in_progress", "error"]
+    events = sentry.items("event")
+    assert {e["tags"].get("job") for e in events} == {"digest", None}
+    failures = [
+        e for e in events if e.get("logentry", {}).get("message") == "run failed"
+    ]
+    assert [e["tags"]["stage"] for e in failures] == ["deliver", "deliver"]
+    assert failures[0]["tags"]["run_id"].startswith("digest-")
+    assert all(
+        e["exception"]["values"][-1]["type"] in ("InvalidToken", "JobFailed")
+        for e in events
+    )
+    raw = sentry.raw().decode()
+    assert "was rejected by the server" in raw
+    for secret in (
+        revoked,
+        TOKEN,
+        SECRET,
+        *KEYS.values(),
+        world.servers.upstash.fake.token,
+    ):
+        assert secret not in raw
+
+    [run] = [r for r in world.store.recent_runs() if r["kind"] == "run"]
+    assert (run["status"], failed_stage(run["report"])) == ("failed", "deliver")
+    shown = CliRunner().invoke(cli, ["status", "--run", run["id"]])
+    assert "The token `[redacted]` was rejected by the server." in shown.output
+    assert revoked not in shown.output

@@ -13,7 +13,8 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,8 +24,9 @@ from functions.collect import collect
 from functions.models import Digest, Item
 from functions.sources import load_sources
 from infra.config import Settings
-from infra.logs import current_context, run_context
+from infra.logs import current_context, redact, run_context
 from infra.readers import Reader, list_readers
+from infra.runreport import failed_stage
 from infra.store import Store, open_store, utcnow
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,8 +97,16 @@ async def run_job(
             report["status"] = "degraded" if report.get("degraded") else "ok"
         except Exception as exc:
             report["status"] = "failed"
-            report["error"] = f"{type(exc).__name__}: {exc}"
-            _LOGGER.exception("run failed")
+            report["error"] = redact(f"{type(exc).__name__}: {exc}")
+            with _failed_stage_context(report):
+                _LOGGER.exception("run failed")
+            raise
+        except BaseException as exc:
+            # Cancelled or interrupted: stored as failed, not left "running".
+            report["status"] = "failed"
+            report["error"] = f"interrupted: {type(exc).__name__}"
+            with _failed_stage_context(report):
+                _LOGGER.error("run interrupted (%s)", type(exc).__name__)
             raise
         finally:
             finished = utcnow()
@@ -108,6 +118,28 @@ async def run_job(
                     run_id, "run", report["status"], report, started_at, finished
                 )
     return report
+
+
+@contextmanager
+def _stage(report: dict[str, Any], name: str) -> Iterator[None]:
+    """One stage in its log context; a stage that raises is marked failed."""
+    with run_context(stage=name):
+        try:
+            yield
+        except BaseException as exc:
+            stages = report.setdefault("stages", {})
+            stages[name] = {
+                **stages.get(name, {}),
+                "status": "failed",
+                "error": redact(f"{type(exc).__name__}: {exc}"),
+            }
+            raise
+
+
+def _failed_stage_context(report: dict[str, Any]) -> AbstractContextManager[None]:
+    """Log a failure under the stage that raised, so its Sentry event says which."""
+    where = failed_stage(report)
+    return run_context(stage=where) if where else nullcontext()
 
 
 def _readers(settings: Settings, store: Store, options: RunOptions) -> list[Reader]:
@@ -139,7 +171,7 @@ async def _run_stages(
     degraded: list[str] = []
 
     if options.collect:
-        with run_context(stage="collect"):
+        with _stage(report, "collect"):
             t0 = time.monotonic()
             collected = await collect(
                 sources, store, settings, on_source_done=options.on_source_done
@@ -156,7 +188,7 @@ async def _run_stages(
                 sources_failed=summary["sources_failed"],
             )
 
-    with run_context(stage="cluster"):
+    with _stage(report, "cluster"):
         t0 = time.monotonic()
         now = utcnow()
         latest = store.list_items(limit=1)
@@ -186,7 +218,7 @@ async def _run_stages(
     readers = _readers(settings, store, options)
     edition = as_of.strftime("%Y-%m-%d")
 
-    with run_context(stage="edit"):
+    with _stage(report, "edit"):
         t0 = time.monotonic()
         chain = build_chain(settings, store)
         editorial = EditorialReport()
@@ -225,7 +257,7 @@ async def _run_stages(
         degraded += [f"{f['kind']} fallback: {f['detail']}" for f in fallbacks]
         timer.record("edit", t0, **editorial.as_dict())
 
-    with run_context(stage="deliver"):
+    with _stage(report, "deliver"):
         t0 = time.monotonic()
         report["preview"] = str(_write_preview(settings, options, digests))
         delivered = (

@@ -129,11 +129,7 @@ class FakeVendor:
         with self._lock:
             best = 0
             for earlier in self._prompts:
-                n = 0
-                limit = min(len(earlier), len(prompt))
-                while n < limit and earlier[n] == prompt[n]:
-                    n += 1
-                best = max(best, n)
+                best = max(best, _common_prefix(earlier, prompt))
             self._prompts.append(prompt)
         return best
 
@@ -307,6 +303,19 @@ class FakeLLMServer:
             "request_id": request_id,
         }
         return await _answer(reply, payload, 200)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the opening two strings share (bisected: end-to-end runs send
+    hundreds of long prompts, too many to compare a character at a time)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 async def _answer(reply: Reply, payload: dict[str, Any], status: int) -> Response:

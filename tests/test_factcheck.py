@@ -277,6 +277,27 @@ async def test_false_evidence_quote_counts_as_unsupported() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("quote", "verdict"),
+    [
+        pytest.param("对东盟出口增长最快", "supported", id="short-sentence-whole"),
+        pytest.param("出口", "unsupported", id="one-word"),
+    ],
+)
+async def test_a_short_chinese_sentence_can_be_its_own_evidence(
+    quote: str, verdict: str
+) -> None:
+    """Nine Chinese characters say as much as a dozen letters (found end to end:
+    a faithful summary sentence of 11 characters could never be verified)."""
+    chain = FakeChain(factcheck=judges(("supported", quote, "A1")))
+
+    report = await check_summary(
+        chain, _summary("对东盟出口增长最快。", lang="zh"), trade_items()
+    )
+
+    assert report.checks[0].verdict == verdict
+
+
 async def test_real_quote_about_something_else_is_no_evidence() -> None:
     sentence = _summary("Shipments to Southeast Asia grew fastest.")
     related = FakeChain(

@@ -95,7 +95,16 @@ def summarize_prompt() -> Prompt:
 
 
 def render(prompt: Prompt, articles: str) -> str:
-    values = {"lang": "en", "articles": articles}
+    """The prompt's user part with the values the summarize stage passes."""
+    values = {
+        "lang": "en",
+        "language": "English",
+        "headline_limit": "12 words",
+        "max_sentences": "3",
+        "max_chars": "480",
+        "articles": articles,
+        "notes": "",
+    }
     return prompt.render(**{k: v for k, v in values.items() if k in prompt.variables})
 
 

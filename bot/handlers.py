@@ -39,7 +39,7 @@ from telegram.ext import (
 from bot import feedback, texts
 from bot.channels import OutgoingMessage, TelegramChannel, broadcast_messages
 from bot.client import api_base_urls, bot_token, make_request
-from bot.digests import build_from_store, configured_sources, source_health
+from bot.digests import configured_sources, source_health
 from bot.ledger import DeliveryLedger
 from bot.limits import RateLimiter, TelegramPacing
 from bot.render import escape, ownership_label, split_html
@@ -82,8 +82,12 @@ def default_deps(settings: Settings, store: Store | None = None) -> BotDeps:
     def sources() -> list[Source]:
         return configured_sources(settings.digest_sources)
 
-    def digest_for(reader: Reader) -> Digest:
-        return build_from_store(store, reader, sources=sources())
+    async def digest_for(reader: Reader) -> Digest:
+        # The same edited, fact-checked summaries the scheduled run sends
+        # (cached per story, so this costs a model call only for a new story).
+        from functions.run import digest_for_reader
+
+        return await digest_for_reader(settings, store, reader)
 
     def month_cost() -> float:
         return Ledger(store).month_to_date(utcnow())

@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from functions.collect import collect
-from functions.models import Digest, Item
+from functions.models import Digest, Item, Source, Story
 from functions.sources import load_sources
 from infra.config import Settings
 from infra.logs import current_context, redact, run_context
@@ -82,12 +82,20 @@ def default_reader(settings: Settings) -> Reader:
 
 
 async def run_job(
-    settings: Settings, store: Store, options: RunOptions
+    settings: Settings,
+    store: Store,
+    options: RunOptions,
+    report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the stages `options` asks for and return (and store) the report."""
+    """Run the stages `options` asks for and return (and store) the report.
+
+    `report`, when given, is filled in place, so a caller still has it when
+    the run raises.
+    """
     run_id = options.run_id or current_context().get("run_id") or new_run_id()
     started_at = utcnow()
-    report: dict[str, Any] = {"run_id": run_id, "kind": "run", "status": "running"}
+    report = report if report is not None else {}
+    report.update({"run_id": run_id, "kind": "run", "status": "running"})
     if options.save:
         store.save_run(run_id, "run", "running", report, started_at)
 
@@ -162,8 +170,7 @@ async def _run_stages(
     timer: StageTimer,
 ) -> None:
     from functions.cluster import build_index, cluster_items, recent_stories
-    from functions.editorial import EditorialReport, build_digests
-    from infra.llm import build_chain
+    from functions.editorial import EditorialReport
 
     sources = load_sources(options.sources_path, base_url=options.base_url)
     by_name = {s.name: s for s in sources}
@@ -212,40 +219,22 @@ async def _run_stages(
     if not options.edit:
         return
 
-    member_ids = sorted({i for s in stories for i in s.member_ids})
-    items_by_id = {i.id: i for i in store.get_items(member_ids)}
-    stories = [s for s in stories if all(i in items_by_id for i in s.member_ids)]
     readers = _readers(settings, store, options)
     edition = as_of.strftime("%Y-%m-%d")
 
     with _stage(report, "edit"):
         t0 = time.monotonic()
-        chain = build_chain(settings, store)
         editorial = EditorialReport()
-        try:
-            digests = await build_digests(
-                store,
-                chain if chain.providers else None,
-                stories,
-                items_by_id,
-                readers,
-                now=as_of,
-                edition=edition,
-                settings=settings,
-                sources=by_name,
-                report=editorial,
-            )
-            llm = chain.report()
-            chain.log_summary()
-        finally:
-            await chain.aclose()
+        digests, llm, has_model = await edit_digests(
+            settings, store, stories, readers, as_of, edition, by_name, editorial
+        )
         report["llm"] = _llm_totals(llm)
         report["budget"] = llm.get("budget", {})
         report["summaries"] = _summary_counts(editorial.summaries)
         fallbacks = _provider_fallbacks(llm)
         if cluster.get("fallback"):
             fallbacks.append({"kind": "vector_index", "detail": cluster["fallback"]})
-        if chain.providers and report["summaries"]["fallback"]:
+        if has_model and report["summaries"]["fallback"]:
             fallbacks.append(
                 {
                     "kind": "summary",
@@ -282,6 +271,66 @@ async def _run_stages(
     ]
     if degraded:
         report["degraded"] = degraded
+
+
+async def edit_digests(
+    settings: Settings,
+    store: Store,
+    stories: list[Story],
+    readers: list[Reader],
+    as_of: datetime,
+    edition: str,
+    sources: dict[str, Source],
+    editorial: Any = None,
+) -> tuple[list[Digest], dict[str, Any], bool]:
+    """Summaries, checks and one ranked digest per reader; returns the LLM report.
+
+    Summaries are cached by story, language and member set, so editing
+    again for one reader (`/digest`) reuses what the run already paid for.
+    """
+    from functions.editorial import build_digests
+    from infra.llm import build_chain
+
+    member_ids = sorted({i for s in stories for i in s.member_ids})
+    items_by_id = {i.id: i for i in store.get_items(member_ids)}
+    stories = [s for s in stories if all(i in items_by_id for i in s.member_ids)]
+    chain = build_chain(settings, store)
+    try:
+        digests = await build_digests(
+            store,
+            chain if chain.providers else None,
+            stories,
+            items_by_id,
+            readers,
+            now=as_of,
+            edition=edition,
+            settings=settings,
+            sources=sources,
+            report=editorial,
+        )
+        llm = chain.report()
+        chain.log_summary()
+    finally:
+        await chain.aclose()
+    return digests, llm, bool(chain.providers)
+
+
+async def digest_for_reader(
+    settings: Settings, store: Store, reader: Reader, *, now: datetime | None = None
+) -> Digest:
+    """One reader's digest from stored stories now: what `/digest` sends."""
+    from functions.cluster import recent_stories
+
+    now = now or utcnow()
+    window = timedelta(hours=settings.cluster_window_hours)
+    as_of = reference_time(store.list_items(limit=1), now, window)
+    sources = {s.name: s for s in load_sources(settings.digest_sources)}
+    stories = recent_stories(store, since=as_of - window)
+    asked = replace(reader, active=True)
+    digests, _, _ = await edit_digests(
+        settings, store, stories, [asked], as_of, as_of.strftime("%Y-%m-%d"), sources
+    )
+    return digests[0]
 
 
 def _write_preview(
@@ -394,17 +443,18 @@ def run_once(
             current = lease.holder_of(store, name)
             return {"status": "skipped", "error": f"{name} is held by {current}"}
         taken.append(name)
+    report: dict[str, Any] = {}
     try:
-        report = asyncio.run(run_job(settings, store, options))
+        asyncio.run(run_job(settings, store, options, report))
     finally:
         for name in taken:
             lease.release(store, name, holder)
-
-    try:
-        alerts = evaluate_alerts(store, report)
-        dispatch_alerts(store, alerts, send or console_sender(sys.stderr))
-    except Exception:
-        _LOGGER.error("alerts could not be evaluated", exc_info=True)
+        # A failed run alerts too; alerting itself never hides the run's error.
+        try:
+            alerts = evaluate_alerts(store, report)
+            dispatch_alerts(store, alerts, send or console_sender(sys.stderr))
+        except Exception:
+            _LOGGER.error("alerts could not be evaluated", exc_info=True)
     return report
 
 

@@ -311,7 +311,11 @@ def _threshold_configs(
     for value in QUORUM_GRID:
         yield "quorum", value, replace(config, quorum=value)
     for value in BONUS_GRID:
-        yield "numbers_bonus", value, replace(config, numbers_bonus=value)
+        yield (
+            "numbers_bonus",
+            value,
+            replace(config, numbers_bonus=value, numbers_bonus_by_embedder={}),
+        )
 
 
 async def evaluate(

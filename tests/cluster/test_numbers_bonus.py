@@ -6,7 +6,7 @@ from functions.cluster import ClusterConfig
 from infra.config import Settings
 
 
-def test_the_multilingual_embedder_gets_a_small_bonus_and_lexical_the_measured_one() -> (
+def test_multilingual_bonus_is_small_and_lexical_keeps_its_measured_one() -> (
     None
 ):
     config = ClusterConfig.from_settings(Settings())

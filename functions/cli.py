@@ -6,9 +6,11 @@ import logging
 import sys
 
 import click
+from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from infra.config import get_settings
-from infra.logs import setup_logging
+from infra.logs import redact, setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,6 +50,22 @@ def main() -> None:
     except KeyboardInterrupt:
         logging.getLogger(__name__).warning("interrupted")
         sys.exit(130)
+    except ValidationError as exc:
+        sys.exit(f"error: configuration: {_describe_settings_error(exc)}")
+    except (ArgumentError, OperationalError) as exc:
+        sys.exit(
+            "error: cannot open the state store (DATABASE_URL, else DIGEST_DB): "
+            + redact(str(exc).splitlines()[0])
+        )
+
+
+def _describe_settings_error(exc: ValidationError) -> str:
+    """Which variables are wrong and why, without echoing their values."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) + " (see .env.example)"
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ TRACKING_PREFIXES = ("utm_", "pk_", "mtm_")
 FUTURE_TOLERANCE = timedelta(minutes=15)
 EARLIEST_PLAUSIBLE = datetime(1995, 1, 1, tzinfo=UTC)
 MIN_TITLE_KEY_CHARS = 16
+# A headline past this is a broken feed, not a headline; it is cut at a word.
+MAX_TITLE_CHARS = 300
+# Article text kept per item; summaries and checks read only the opening.
+MAX_TEXT_CHARS = 20_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
@@ -373,6 +377,15 @@ def item_id(keys: list[str]) -> str:
     return "i" + hashlib.sha1(keys[0].encode("utf-8")).hexdigest()[:19]
 
 
+def cap_title(title: str, limit: int = MAX_TITLE_CHARS) -> str:
+    """A headline no longer than `limit`, cut at a space when there is one."""
+    if len(title) <= limit:
+        return title
+    head = title[: limit - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head).rstrip() + "…"
+
+
 def normalize_entry(
     entry: Any,
     source: Source,
@@ -388,6 +401,8 @@ def normalize_entry(
         return None
     if not title:
         title = text[:120]
+    title = cap_title(title)
+    text = text[:MAX_TEXT_CHARS]
 
     raw_link = str(entry.get("link", "") or "").strip()
     link = canonical_url(raw_link, feed_url) if raw_link else ""

@@ -102,7 +102,10 @@ class Settings(BaseSettings):
         default="https://api.openai.com/v1", alias="OPENAI_BASE_URL"
     )
     llm_order: str = Field(default="deepseek,qwen,openai", alias="DIGEST_LLM_ORDER")
-    budget_usd: float = Field(default=50.0, alias="DIGEST_BUDGET_USD")
+    # Finite and not negative: NaN or inf would switch the hard line off.
+    budget_usd: float = Field(
+        default=50.0, alias="DIGEST_BUDGET_USD", ge=0, allow_inf_nan=False
+    )
 
     # Model names are configuration: vendors rename and retire models often.
     # A cheap model is used past the soft budget line; empty means the same model.

@@ -36,7 +36,9 @@ class Embedder(Protocol):
 
 def embedding_text(title: str, text: str, limit: int = EMBED_TEXT_CHARS) -> str:
     """What an article is embedded as: its title and the start of its text."""
-    title = title.strip()
+    # The title is capped too: a broken feed's megabyte "headline" would cost
+    # the multilingual model minutes.
+    title = title.strip()[:limit]
     body = text.strip()
     if body.startswith(title):
         body = body[len(title) :].lstrip(" .:-")

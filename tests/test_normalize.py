@@ -194,3 +194,19 @@ def test_strip_html(fragment: str, expected: str) -> None:
 )
 def test_language_detection(text: str, lang: str) -> None:
     assert detect_lang(text) == lang
+
+
+def test_a_megabyte_headline_is_cut_at_a_word_and_the_embedding_text_stays_short() -> (
+    None
+):
+    from functions.normalize import MAX_TITLE_CHARS, cap_title
+    from infra.embed import EMBED_TEXT_CHARS, embedding_text
+
+    title = "word " * 200_000
+
+    capped = cap_title(title)
+
+    assert len(capped) <= MAX_TITLE_CHARS
+    assert capped.endswith("word…")
+    assert len(embedding_text(title, "body " * 1000)) <= 2 * EMBED_TEXT_CHARS + 2
+    assert cap_title("short headline") == "short headline"

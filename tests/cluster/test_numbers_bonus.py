@@ -6,9 +6,7 @@ from functions.cluster import ClusterConfig
 from infra.config import Settings
 
 
-def test_multilingual_bonus_is_small_and_lexical_keeps_its_measured_one() -> (
-    None
-):
+def test_multilingual_bonus_is_small_and_lexical_keeps_its_measured_one() -> None:
     config = ClusterConfig.from_settings(Settings())
 
     assert config.bonus("hashing-v1") == config.numbers_bonus == 0.15

@@ -12,7 +12,13 @@ import click
 
 from bot.client import BotNotConfigured, make_bot
 from infra.config import get_settings
-from infra.readers import Reader, list_readers, remove_reader, save_reader
+from infra.readers import (
+    Reader,
+    get_reader,
+    list_readers,
+    remove_reader,
+    save_reader,
+)
 from infra.store import open_store
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,24 +86,36 @@ def readers() -> None:
 @readers.command("add")
 @click.option("--chat-id", required=True, help="Telegram chat id of the reader.")
 @click.option(
-    "--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True
+    "--lang",
+    type=click.Choice(["en", "zh"]),
+    default=None,
+    help="Digest language (new readers: en).",
 )
-@click.option("--topics", default="", help="Comma-separated topic keys.")
+@click.option("--topics", default=None, help="Comma-separated topic keys.")
 @click.option("--digest-size", type=click.IntRange(1, 30), default=None)
-def readers_add(chat_id: str, lang: str, topics: str, digest_size: int | None) -> None:
-    """Add a reader, or update the one with this chat id."""
+def readers_add(
+    chat_id: str, lang: str | None, topics: str | None, digest_size: int | None
+) -> None:
+    """Add a reader, or change only the given fields of the one with this chat id.
+
+    An existing reader keeps everything not given here: muted topics,
+    delivery hour, time zone, and whether they unsubscribed with /stop.
+    """
     if not chat_id.lstrip("-").isdigit():
         raise click.BadParameter("a chat id is a number", param_hint="--chat-id")
     store = open_store()
-    reader = Reader(
-        id="",
-        chat_id=chat_id,
-        lang=lang,
-        topics=[t.strip() for t in topics.split(",") if t.strip()],
-        digest_size=digest_size or get_settings().digest_size,
+    reader = get_reader(store, chat_id=chat_id) or Reader(
+        id="", chat_id=chat_id, digest_size=get_settings().digest_size
     )
+    if lang is not None:
+        reader.lang = lang
+    if topics is not None:
+        reader.topics = [t.strip().lower() for t in topics.split(",") if t.strip()]
+    if digest_size is not None:
+        reader.digest_size = digest_size
     saved = save_reader(store, reader)
-    click.echo(f"Reader {saved.id} (chat {saved.chat_id}, {saved.lang}) saved.")
+    state = "" if saved.active else " (unsubscribed: /start resubscribes)"
+    click.echo(f"Reader {saved.id} (chat {saved.chat_id}, {saved.lang}) saved{state}.")
 
 
 @readers.command("list")

@@ -47,9 +47,35 @@ def test_readers_add_list_remove(run) -> None:
     assert added.exit_code == 0 and "saved" in added.output
     assert updated.exit_code == 0
     [reader] = json.loads(listed.output)
-    assert (reader["chat_id"], reader["lang"], reader["topics"]) == ("42", "en", [])
+    assert (reader["chat_id"], reader["lang"]) == ("42", "en")
+    assert reader["topics"] == ["economy", "technology"]
     assert removed.exit_code == 0
     assert missing.exit_code != 0 and "no reader with chat id 42" in missing.output
+
+
+def test_readers_add_on_an_existing_reader_changes_only_what_is_given(run) -> None:
+    from infra.readers import get_reader, save_reader, set_active
+    from infra.store import open_store
+
+    run("readers", "add", "--chat-id", "222", "--topics", "military")
+    store = open_store()
+    reader = get_reader(store, chat_id="222")
+    reader.muted_topics, reader.delivery_hour = ["sports"], 20
+    reader.timezone = "Europe/London"
+    save_reader(store, reader)
+    set_active(store, reader.id, False)
+
+    result = run("readers", "add", "--chat-id", "222", "--digest-size", "4")
+
+    after = get_reader(store, chat_id="222")
+    assert "unsubscribed" in result.output
+    assert after.digest_size == 4
+    assert (after.topics, after.muted_topics) == (["military"], ["sports"])
+    assert (after.delivery_hour, after.timezone, after.active) == (
+        20,
+        "Europe/London",
+        False,
+    )
 
 
 def test_readers_add_rejects_a_chat_id_that_is_not_a_number(run) -> None:

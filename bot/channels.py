@@ -147,6 +147,20 @@ class Channel(ABC):
         digest: Digest | None = None,
     ) -> DeliveryResult:
         """Send messages in order under one edition key, recording each part."""
+        if self.ledger is not None and messages:
+            planned = await asyncio.to_thread(
+                self.ledger.freeze,
+                reader.id,
+                edition,
+                [(m.body, tuple(m.story_ids)) for m in messages],
+            )
+            if [m.body for m in messages] != [body for body, _ in planned]:
+                _LOGGER.info(
+                    "edition %s for reader %s was planned before: sending that plan",
+                    edition,
+                    reader.id,
+                )
+            messages = [OutgoingMessage(body, ids) for body, ids in planned]
         result = DeliveryResult(reader.id, edition, self.name, parts=len(messages))
         for part, message in enumerate(messages):
             if self.ledger is not None:

@@ -52,6 +52,47 @@ class DeliveryLedger:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def freeze(
+        self, reader_id: str, edition: str, parts: list[tuple[str, tuple[str, ...]]]
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """The edition's messages as first planned; `parts` if this is the first.
+
+        A digest is rebuilt on every run, and a rebuilt one may split at other
+        stories; sending its part 2 after the old part 1 would lose stories.
+        """
+        plans = db.delivery_plans
+        where = (plans.c.reader_id == reader_id, plans.c.edition == edition)
+        for _ in range(2):
+            with self.store.begin() as conn:
+                rows = conn.execute(
+                    select(plans.c.body, plans.c.story_ids)
+                    .where(*where)
+                    .order_by(plans.c.part)
+                ).all()
+            if rows:
+                return [(r.body, tuple(r.story_ids or ())) for r in rows]
+            try:
+                with self.store.begin() as conn:
+                    now = utcnow()
+                    conn.execute(
+                        insert(plans),
+                        [
+                            {
+                                "reader_id": reader_id,
+                                "edition": edition,
+                                "part": n,
+                                "body": body,
+                                "story_ids": list(ids),
+                                "created_at": now,
+                            }
+                            for n, (body, ids) in enumerate(parts)
+                        ],
+                    )
+                return parts
+            except IntegrityError:
+                continue  # another process planned it first: read theirs
+        return parts
+
     def claim(
         self, reader_id: str, edition: str, part: int, story_ids: Iterable[str]
     ) -> Claim:

@@ -339,3 +339,17 @@ seen_keys = Table(
     Column("key", String(200), primary_key=True),
     Column("seen_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# The messages of one reader's edition, fixed when its first part is sent: a
+# re-run or a resumed broadcast sends the rest of that same digest, never
+# parts of a digest rebuilt since.
+delivery_plans = Table(
+    "delivery_plans",
+    metadata,
+    Column("reader_id", String(40), primary_key=True),
+    Column("edition", String(40), primary_key=True),
+    Column("part", Integer, primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("story_ids", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

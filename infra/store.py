@@ -84,6 +84,10 @@ def _ops_tables(conn: Connection) -> None:
     db.seen_keys.create(conn, checkfirst=True)
 
 
+def _delivery_plans(conn: Connection) -> None:
+    db.delivery_plans.create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
@@ -92,6 +96,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "embedding cache: items.vector_key", _vector_key_column),
     (5, "delivered stories and seen bot updates", _bot_tables),
     (6, "leases and seen keys", _ops_tables),
+    (7, "delivery plans", _delivery_plans),
 ]
 
 

@@ -297,3 +297,25 @@ async def test_deliver_digests_picks_telegram_when_a_token_is_set(
     assert console.messages_sent == 1 and "1. Story 1" in out.getvalue()
     assert telegram.messages_sent == 1
     assert "1. Story 1" in fake_tg.messages_to(1011)[0].visible
+
+
+async def test_a_rebuilt_digest_never_mixes_into_an_edition_already_started(
+    fake_factory, store, add_reader
+) -> None:
+    """Red-team finding: part 2 of a rebuilt digest after part 1 of the old one."""
+    fake = fake_factory(global_rate=1000, chat_interval=0.0)
+    reader = add_reader(4100)
+    long_text = "Exports fell for a third month as demand weakened. " * 40
+    first = make_digest([make_entry(1)], reader_id=reader.id)
+    rebuilt = make_digest(
+        [make_entry(n, text=long_text) for n in range(1, 9)], reader_id=reader.id
+    )
+
+    async with Bot(fake.token, base_url=fake.base_url) as bot:
+        channel = TelegramChannel(bot, store, limiter=RateLimiter(rate=150))
+        await channel.deliver(reader, first)
+        again = await channel.deliver(reader, rebuilt)
+
+    assert len(channel.render(rebuilt)) > 1
+    assert len(fake.messages) == 1
+    assert again.parts == 1 and again.skipped == 1 and again.sent == 0

@@ -74,6 +74,11 @@ def reference_time(items: list[Item], now: datetime, window: timedelta) -> datet
     return now if now - newest <= window else newest + timedelta(minutes=1)
 
 
+def _may_replay(settings: Settings, options: RunOptions) -> bool:
+    """Replay an old day only to the console: real readers get no back-dated news."""
+    return options.channel is None and settings.telegram_bot_token is None
+
+
 def default_reader(settings: Settings) -> Reader:
     """The console reader of a run with no subscribed readers."""
     return Reader(
@@ -199,7 +204,9 @@ async def _run_stages(
         t0 = time.monotonic()
         now = utcnow()
         latest = store.list_items(limit=1)
-        as_of = options.as_of or reference_time(latest, now, window)
+        as_of = options.as_of or now
+        if options.as_of is None and _may_replay(settings, options):
+            as_of = reference_time(latest, now, window)
         report["as_of"] = as_of.isoformat()
         if as_of != now and options.as_of is None:
             report["replay"] = "every stored item is older than the window"
@@ -255,6 +262,18 @@ async def _run_stages(
             else {}
         )
         report["deliveries"] = delivered
+        undelivered = delivered.get("failed", 0)
+        if undelivered:
+            statuses = delivered.get("statuses", {})
+            fallbacks.append(
+                {
+                    "kind": "delivery",
+                    "detail": f"{undelivered} of {delivered.get('readers', 0)} "
+                    f"readers not delivered ({statuses})",
+                }
+            )
+            report["fallbacks"] = fallbacks
+            degraded.append(f"delivery: {undelivered} readers not delivered")
         report["readers_due"] = len(readers)
         report["digests"] = len(digests)
         timer.record("deliver", t0, **delivered)
@@ -365,7 +384,9 @@ async def _deliver(
         "readers": len(jobs),
         "sent": statuses.get("sent", 0),
         "skipped": sum(r.skipped > 0 and r.sent == 0 for r in result.results),
-        "failed": sum(n for k, n in statuses.items() if k != "sent"),
+        # A reader who blocked the bot is gone, not a failure of the run.
+        "failed": sum(n for k, n in statuses.items() if k not in ("sent", "blocked")),
+        "blocked": statuses.get("blocked", 0),
         "messages_sent": result.messages_sent,
         "plain_fallbacks": result.plain_fallbacks,
         "statuses": statuses,

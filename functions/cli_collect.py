@@ -170,6 +170,11 @@ def _run(
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, default=str))
+    elif report.get("status") == "skipped":
+        raise click.ClickException(
+            f"another run is in progress ({report.get('error')}); a run that was "
+            "killed holds it until its lease expires (at most an hour)"
+        )
     else:
         _OUT.print(_sources_table(report.get("sources", [])))
         _OUT.print(run_summary(report))
@@ -191,7 +196,9 @@ def run_summary(report: dict[str, Any]) -> str:
         + f"; {cluster.get('stories', 0)} stories",
         f"summaries {edit.get('summaries', {})}, verdicts {edit.get('verdicts', {})}",
         f"delivered on {deliver.get('channel', '-')}: "
-        f"{deliver.get('messages_sent', 0)} messages {deliver.get('statuses', {})}",
+        f"{deliver.get('messages_sent', 0)} messages sent now to "
+        f"{deliver.get('readers', 0)} readers; {deliver.get('skipped', 0)} already "
+        f"had this edition, {deliver.get('failed', 0)} not delivered",
         f"preview: {report.get('preview')}",
     ]
     if report.get("replay"):

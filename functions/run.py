@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -54,7 +54,6 @@ class RunOptions:
 @dataclass
 class StageTimer:
     report: dict[str, Any]
-    started: dict[str, float] = field(default_factory=dict)
 
     def record(self, stage: str, started: float, **counts: Any) -> None:
         counts["duration_s"] = round(time.monotonic() - started, 3)
@@ -340,9 +339,9 @@ async def digest_for_reader(
     """One reader's digest from stored stories now: what `/digest` sends."""
     from functions.cluster import recent_stories
 
-    now = now or utcnow()
+    # Always the real now: `/digest` goes to a real reader (no replays).
+    as_of = now or utcnow()
     window = timedelta(hours=settings.cluster_window_hours)
-    as_of = reference_time(store.list_items(limit=1), now, window)
     sources = {s.name: s for s in load_sources(settings.digest_sources)}
     stories = recent_stories(store, since=as_of - window)
     asked = replace(reader, active=True)

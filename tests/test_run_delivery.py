@@ -72,3 +72,23 @@ def test_a_digest_that_could_not_be_delivered_degrades_the_run(store: Store) -> 
     assert report["deliveries"]["failed"] == 1
     assert [f["kind"] for f in report["fallbacks"]] == ["delivery"]
     assert alerts, "a degraded run alerts the admin"
+
+
+async def test_digest_command_sends_the_edited_digest_of_stored_stories(
+    store: Store,
+) -> None:
+    from datetime import UTC, datetime
+
+    from functions.run import digest_for_reader, run_job
+
+    reader = _reader(store)
+    as_of = datetime(2025, 11, 14, 12, tzinfo=UTC)
+    options = RunOptions(sources_path=FEEDS, as_of=as_of, deliver=False)
+    settings = Settings.model_validate({"DIGEST_SOURCES": str(FEEDS)})
+    report = await run_job(settings, store, options)
+
+    digest = await digest_for_reader(settings, store, reader, now=as_of)
+
+    assert digest.reader_id == reader.id
+    assert [e.story.id for e in digest.entries] == report["editions"][0]["stories"]
+    assert {e.summary.verdict for e in digest.entries} == {"facts-checked"}

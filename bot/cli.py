@@ -155,26 +155,23 @@ def readers_remove(chat_id: str) -> None:
 @click.option("--edition", default=None, help="Edition key (default: today's date).")
 @click.option("--preview", type=click.Path(dir_okay=False), default=None)
 def send(channel: str, edition: str | None, preview: str | None) -> None:
-    """Send every active reader a digest built from stored data."""
+    """Send every active reader their digest from stored stories (no fetching)."""
     from pathlib import Path
 
     from bot.channels import deliver_digests
-    from bot.digests import build_from_store, configured_sources
     from bot.render import write_preview
+    from functions.run import edit_for_readers
 
     settings = get_settings()
     store = open_store()
-    sources = configured_sources(settings.digest_sources)
     active = list_readers(store, active_only=True)
     if not active:
         raise click.ClickException("no active readers: `digest readers add` adds one")
-    digests = [
-        build_from_store(store, r, sources=sources, edition=edition) for r in active
-    ]
-    if preview:
-        click.echo(f"Preview: {write_preview(digests, Path(preview))}", err=True)
 
     async def run() -> None:
+        digests = await edit_for_readers(settings, store, active, edition=edition)
+        if preview:
+            click.echo(f"Preview: {write_preview(digests, Path(preview))}", err=True)
         report = await deliver_digests(
             settings,
             store,

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from functions.collect import collect
 from functions.models import Digest, Item, Source, Story
-from functions.sources import load_sources
+from functions.sources import SourcesError, load_sources
 from infra.config import Settings
 from infra.logs import current_context, redact, run_context
 from infra.readers import Reader, list_readers
@@ -333,22 +333,47 @@ async def edit_digests(
     return digests, llm, bool(chain.providers)
 
 
+async def edit_for_readers(
+    settings: Settings,
+    store: Store,
+    readers: list[Reader],
+    *,
+    now: datetime | None = None,
+    edition: str | None = None,
+) -> list[Digest]:
+    """These readers' digests from stored stories: `/digest` and `digest send`.
+
+    Always as of the real now: these go to real readers, never a replay.
+    """
+    from functions.cluster import recent_stories
+
+    as_of = now or utcnow()
+    window = timedelta(hours=settings.cluster_window_hours)
+    try:
+        sources = {s.name: s for s in load_sources(settings.digest_sources)}
+    except SourcesError as exc:
+        _LOGGER.warning("sources unavailable, links carry no labels: %s", exc)
+        sources = {}
+    stories = recent_stories(store, since=as_of - window)
+    asked = [replace(reader, active=True) for reader in readers]
+    digests, _, _ = await edit_digests(
+        settings,
+        store,
+        stories,
+        asked,
+        as_of,
+        edition or as_of.strftime("%Y-%m-%d"),
+        sources,
+    )
+    return digests
+
+
 async def digest_for_reader(
     settings: Settings, store: Store, reader: Reader, *, now: datetime | None = None
 ) -> Digest:
-    """One reader's digest from stored stories now: what `/digest` sends."""
-    from functions.cluster import recent_stories
-
-    # Always the real now: `/digest` goes to a real reader (no replays).
-    as_of = now or utcnow()
-    window = timedelta(hours=settings.cluster_window_hours)
-    sources = {s.name: s for s in load_sources(settings.digest_sources)}
-    stories = recent_stories(store, since=as_of - window)
-    asked = replace(reader, active=True)
-    digests, _, _ = await edit_digests(
-        settings, store, stories, [asked], as_of, as_of.strftime("%Y-%m-%d"), sources
-    )
-    return digests[0]
+    """One reader's digest now: what `/digest` sends."""
+    [digest] = await edit_for_readers(settings, store, [reader], now=now)
+    return digest
 
 
 def _write_preview(

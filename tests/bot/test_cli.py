@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,10 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from functions.cli import _register, cli
+from functions.cluster import cluster_items
 from functions.models import Item
 from infra.config import get_settings
 from infra.readers import get_reader, set_active
 from infra.store import open_store
+from infra.vector import LocalVectorIndex
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
 
@@ -136,22 +139,22 @@ def test_bot_without_a_token_says_how_to_fix_it(run) -> None:
 def test_send_prints_each_active_readers_digest_once(run) -> None:
     store = open_store()
     now = datetime.now(UTC)
-    store.upsert_items(
-        [
-            Item(
-                source="xinhua",
-                url="https://x.example/1",
-                title="Trade surplus grows & widens",
-                text="The surplus grew. Exports rose.",
-                lang="en",
-                published=now,
-                id="item1",
-                keys=["k1"],
-                content_hash="h1",
-                title_hash="t1",
-            )
-        ]
-    )
+    items = [
+        Item(
+            source="xinhua",
+            url="https://x.example/1",
+            title="Trade surplus grows & widens",
+            text="The surplus grew. Exports rose.",
+            lang="en",
+            published=now,
+            id="item1",
+            keys=["k1"],
+            content_hash="h1",
+            title_hash="t1",
+        )
+    ]
+    store.upsert_items(items)
+    asyncio.run(cluster_items(store, LocalVectorIndex(store), items, now=now))
     run("readers", "add", "--chat-id", "11")
     run("readers", "add", "--chat-id", "12")
     run("readers", "add", "--chat-id", "13")

@@ -7,15 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot import feedback
-from bot.digests import build_from_store, configured_sources
+from bot.digests import configured_sources
 from bot.handlers import topics_keyboard
 from bot.ledger import MAX_ATTEMPTS, DeliveryLedger
 from bot.texts import TOPICS
-from functions.cluster import cluster_items
 from functions.models import Item
 from functions.topics import TOPIC_KEYWORDS
 from infra.readers import Reader, get_reader, save_reader
-from infra.vector import LocalVectorIndex
 from tests.bot_factories import make_entry
 
 
@@ -149,55 +147,6 @@ def _item(
         content_hash=f"h{n}",
         title_hash=f"t{n}",
     )
-
-
-async def test_default_digest_prefers_stories_more_outlets_carry(
-    store, tmp_path
-) -> None:
-    text = (
-        "Beijing cut tariffs on American soybeans on Monday. Traders said prices "
-        "rose at once as trade talks resumed. Exports were not affected."
-    )
-    items = [
-        _item(1, "xinhua", title="China cuts soybean tariffs", text=text),
-        _item(2, "reuters", title="China cuts soybean tariffs", text=text, hours_ago=2),
-        _item(3, "bbc", title="Typhoon nears Guangdong", hours_ago=0.5),
-    ]
-    store.upsert_items(items)
-    await cluster_items(store, LocalVectorIndex(store), items, now=datetime.now(UTC))
-    sources_file = tmp_path / "sources.toml"
-    sources_file.write_text(
-        '[[source]]\nname = "xinhua"\nurl = "https://x"\nlabel = "Xinhua"\n'
-        'ownership = "state media"\nlang = "en"\n',
-        encoding="utf-8",
-    )
-    reader = save_reader(store, Reader(id="", chat_id="5", digest_size=1))
-
-    digest = build_from_store(store, reader, sources=configured_sources(sources_file))
-
-    [entry] = digest.entries
-    assert sorted(entry.story.member_ids) == ["item1", "item2"]
-    assert entry.summary.headline == "China cuts soybean tariffs"
-    assert entry.summary.method == "extractive"
-    assert "trade" in entry.summary.topics
-    assert [(link.name, link.ownership) for link in entry.links] == [
-        ("reuters", "unknown"),
-        ("Xinhua", "state media"),
-    ]
-
-
-def test_default_digest_skips_what_the_reader_already_had(store) -> None:
-    store.upsert_items(
-        [_item(1, "a"), _item(2, "b", hours_ago=2), _item(3, "c", hours_ago=100)]
-    )
-    reader = save_reader(store, Reader(id="", chat_id="6"))
-    first = build_from_store(store, reader)
-    feedback.remember_stories(store, reader.id, first.edition, first.entries[:1])
-
-    second = build_from_store(store, reader)
-
-    assert [e.story.id for e in first.entries] == ["item1", "item2"]
-    assert [e.story.id for e in second.entries] == ["item2"]
 
 
 def test_missing_sources_file_means_no_sources(tmp_path) -> None:

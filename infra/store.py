@@ -16,11 +16,11 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -40,6 +40,8 @@ from functions.models import Item
 from infra import db
 
 _LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Identity keys that decide alone; title and content keys must also agree in time.
 _STRONG_KEYS = ("url:", "guid:")
@@ -98,6 +100,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "leases and seen keys", _ops_tables),
     (7, "delivery plans", _delivery_plans),
 ]
+
+
+def in_chunks(values: Sequence[T], size: int = 500) -> list[list[T]]:
+    """Slices for IN (...) lists, which SQLite caps in length."""
+    return [list(values[k : k + size]) for k in range(0, len(values), size)]
 
 
 def utcnow() -> datetime:

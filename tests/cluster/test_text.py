@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from functions.textnorm import fact_tokens, fact_weight, fold, segments, shingles
-from infra.embed import HashingEmbedder, as_unit_rows, embedding_text, get_embedder
+from infra.embed import HashingEmbedder, as_unit_rows, embedding_text
 
 
 @pytest.mark.parametrize(
@@ -90,11 +90,6 @@ def test_hashing_embedder_gives_unit_vectors_that_rank_rewrites_first() -> None:
     assert vectors.shape == (3, embedder.dim)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
     assert vectors[0] @ vectors[1] > 0.4 > vectors[0] @ vectors[2]
-
-
-def test_embedders_are_found_by_name() -> None:
-    assert get_embedder("hashing").name == "hashing-v1"
-    assert get_embedder("no-such-model").name == "hashing-v1"
 
 
 def test_any_embedder_output_becomes_unit_rows() -> None:

@@ -29,7 +29,8 @@ _SHIFT = np.uint64(33)
 
 
 @lru_cache(maxsize=1)
-def _t2s() -> opencc.OpenCC:
+def t2s() -> opencc.OpenCC:
+    """The one Traditional-to-Simplified converter of the process."""
     return opencc.OpenCC("t2s")
 
 
@@ -37,7 +38,7 @@ def fold(text: str) -> str:
     """Comparison form: half-width, Simplified script, lower case, words and spaces."""
     text = unicodedata.normalize("NFKC", text)
     if _CJK.search(text):
-        text = _t2s().convert(text)
+        text = t2s().convert(text)
     return _SPACE.sub(" ", _NOT_WORD.sub(" ", text.casefold())).strip()
 
 

@@ -11,6 +11,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
+from functions.textnorm import t2s
+
 # Canonical topic → keywords, English and Chinese, separated by "|".
 _TOPIC_KEYWORDS_TEXT = {
     "economy": (
@@ -92,18 +94,11 @@ _STOPWORDS = frozenset(
 )
 
 
-@lru_cache(maxsize=1)
-def _t2s() -> object:
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
 def fold(text: str) -> str:
     """Comparable form: NFKC (full width to half), lower case, simplified script."""
     text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
     if _HAN_RUN.search(text):
-        text = _t2s().convert(text)  # type: ignore[attr-defined]
+        text = t2s().convert(text)
     return text
 
 
